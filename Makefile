@@ -1,0 +1,50 @@
+# prism: see README.md. The two commands a new machine needs are
+# `make demo` and `make test`; both run `make setup` first.
+
+GO       ?= go
+LIBTORCH ?=
+BUILD    ?= build
+export LIBTORCH
+
+# The official CUDA libtorch that Dockerfile.cuda installs. Its SHA-256 is an
+# input (LIBTORCH_CUDA_SHA256): take it from the download page you trust.
+LIBTORCH_CUDA_VERSION := 2.1.0
+LIBTORCH_CUDA_VARIANT := cu121
+LIBTORCH_CUDA_SHA256  ?=
+GO_VERSION            := 1.26.8
+
+.PHONY: all setup deps build test demo clean docker-cuda
+
+all: build
+
+# deps installs libtorch + OpenBLAS with apt-get when LIBTORCH is unset;
+# the adapter then prepares build/gotch and go.work. Both do nothing when
+# everything is in place.
+deps:
+	@./scripts/setup-deps.sh
+
+setup: deps
+	@GOWORK=off $(GO) run ./internal/cmd/gotch-adapt -out $(BUILD) -workfile go.work
+
+build: setup
+	$(GO) build -o bin/prism ./cmd/prism
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test ./...
+
+# Until the toy experiment lands, the demo shows the build works end to end.
+demo: build
+	bin/prism version
+
+docker-cuda:
+	@test -n "$(LIBTORCH_CUDA_SHA256)" || { echo "set LIBTORCH_CUDA_SHA256 to the SHA-256 of libtorch-cxx11-abi-shared-with-deps-$(LIBTORCH_CUDA_VERSION)+$(LIBTORCH_CUDA_VARIANT).zip" >&2; exit 1; }
+	docker build -f Dockerfile.cuda \
+		--build-arg LIBTORCH_VERSION=$(LIBTORCH_CUDA_VERSION) \
+		--build-arg LIBTORCH_VARIANT=$(LIBTORCH_CUDA_VARIANT) \
+		--build-arg LIBTORCH_SHA256=$(LIBTORCH_CUDA_SHA256) \
+		--build-arg GO_VERSION=$(GO_VERSION) \
+		-t prism:cuda .
+
+clean:
+	rm -rf $(BUILD) bin go.work go.work.sum

@@ -1,0 +1,79 @@
+// Package cli holds prism's command-line interface: the cobra command tree
+// and the flag plumbing. The commands themselves are thin; the work lives in
+// the packages they call.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"prism/internal/torch"
+)
+
+// Version is prism's release; builds may override it with
+// -ldflags "-X prism/internal/cli.Version=...".
+var Version = "0.1.0-dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	threads  int
+	logLevel string
+	logger   *slog.Logger
+}
+
+// NewRoot builds the prism command tree writing to the given streams.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "prism",
+		Short: "Train reward models with information-theoretic reward decomposition",
+		Long: `prism trains reward models for RLHF on libtorch. It implements
+"Information-Theoretic Reward Decomposition for Generalizable RLHF"
+(Mao et al., NeurIPS 2025): the reward gap of a preference pair is split into a
+prompt-free part and a prompt-related part, and training favours pairs with a
+small prompt-free gap.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+			}
+			g.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			if g.threads < 0 {
+				return fmt.Errorf("--threads %d: want 0 (all cores) or a positive count", g.threads)
+			}
+			if _, err := torch.Setup(g.threads); err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newVersionCmd(g))
+	return root
+}
+
+// Main runs prism with the process's arguments and returns its exit code.
+func Main(ctx context.Context, args []string) int {
+	root := NewRoot(os.Stdout, os.Stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "prism") {
+			msg = "prism: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"prism/internal/torch"
+)
+
+// versionReport is what `prism version` prints.
+type versionReport struct {
+	Prism    string     `json:"prism"`
+	Commit   string     `json:"commit,omitempty"`
+	Go       string     `json:"go"`
+	Platform string     `json:"platform"`
+	Torch    torch.Info `json:"libtorch"`
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print prism's version and the libtorch it runs on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r := versionReport{
+				Prism:    Version,
+				Commit:   commit(),
+				Go:       runtime.Version(),
+				Platform: runtime.GOOS + "/" + runtime.GOARCH,
+				Torch:    torch.Inspect(),
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			if r.Torch.SlowBLAS {
+				g.logger.Warn("libtorch is using the reference BLAS: matrix products run tens of times slower; install libopenblas0-pthread")
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			prism := r.Prism
+			if r.Commit != "" {
+				prism += " (" + r.Commit + ")"
+			}
+			fmt.Fprintf(tw, "prism\t%s\n", prism)
+			fmt.Fprintf(tw, "go\t%s %s\n", r.Go, r.Platform)
+			fmt.Fprintf(tw, "libtorch\t%s (%s, %s)\n", r.Torch.LibtorchVersion, r.Torch.LibtorchSource, r.Torch.LibtorchRoot)
+			cuda := "not available"
+			switch {
+			case r.Torch.CUDAAvailable:
+				cuda = fmt.Sprintf("available, %d device(s)", r.Torch.CUDADevices)
+			case r.Torch.CUDABuild:
+				cuda = "not available (CUDA build, no usable device)"
+			default:
+				cuda = "not available (CPU build)"
+			}
+			fmt.Fprintf(tw, "cuda\t%s\n", cuda)
+			fmt.Fprintf(tw, "blas\t%s\n", r.Torch.BLAS)
+			fmt.Fprintf(tw, "threads\t%d intra-op, %d inter-op\n", r.Torch.Threads, r.Torch.InteropThreads)
+			fmt.Fprintf(tw, "gotch\t%d of %d generated functions disabled for this libtorch\n", r.Torch.Disabled, r.Torch.Generated)
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+// commit returns the VCS revision the binary was built from, if recorded.
+func commit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return ""
+	}
+	return "commit " + rev + dirty
+}

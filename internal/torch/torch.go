@@ -1,0 +1,142 @@
+// Package torch is prism's thin layer over gotch and libtorch: it sets
+// libtorch up for this machine (thread counts) and reports what libtorch
+// was built with and what it found (BLAS, CUDA, disabled functions).
+//
+// It needs the gotch copy that `make setup` adapts to the local libtorch.
+package torch
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/sugarme/gotch/libtch"
+)
+
+// Setup configures libtorch's thread pools. threads <= 0 means "use every
+// core": libtorch starts with one intra-op thread on some machines (seen on
+// 2-core Debian boxes), which halves matmul throughput there. PRISM_THREADS
+// overrides the default when threads <= 0.
+func Setup(threads int) (int, error) {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+		if s := os.Getenv("PRISM_THREADS"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return 0, fmt.Errorf("PRISM_THREADS=%q: want a positive integer", s)
+			}
+			threads = n
+		}
+	}
+	libtch.AtSetNumThreads(threads)
+	return libtch.AtGetNumThreads(), nil
+}
+
+// Info describes the libtorch prism runs on.
+type Info struct {
+	LibtorchVersion string `json:"libtorch_version"`
+	LibtorchSource  string `json:"libtorch_source"`
+	LibtorchRoot    string `json:"libtorch_root"`
+	CUDABuild       bool   `json:"cuda_build"`
+	CUDAAvailable   bool   `json:"cuda_available"`
+	CUDADevices     int    `json:"cuda_devices"`
+	BLAS            string `json:"blas"`
+	// SlowBLAS is set when the reference (unoptimised) BLAS is loaded.
+	SlowBLAS       bool `json:"slow_blas"`
+	Threads        int  `json:"threads"`
+	InteropThreads int  `json:"interop_threads"`
+	Generated      int  `json:"gotch_generated_functions"`
+	Disabled       int  `json:"gotch_disabled_functions"`
+}
+
+// Inspect reports on the running libtorch.
+func Inspect() Info {
+	info := Info{
+		LibtorchVersion: libtch.PrismLibtorchVersion,
+		LibtorchSource:  libtch.PrismLibtorchSource,
+		LibtorchRoot:    libtch.PrismLibtorchRoot,
+		CUDABuild:       libtch.PrismLibtorchCUDA,
+		Threads:         libtch.AtGetNumThreads(),
+		InteropThreads:  libtch.AtGetNumInteropThreads(),
+		Generated:       libtch.PrismGenerated,
+		Disabled:        len(libtch.PrismDisabled),
+	}
+	info.CUDAAvailable = libtch.AtcCudaIsAvailable()
+	if info.CUDAAvailable {
+		info.CUDADevices = int(libtch.AtcCudaDeviceCount())
+	}
+	info.BLAS, info.SlowBLAS = blas(libtch.PrismShowConfig(), loadedLibraries())
+	return info
+}
+
+// DisabledFunctions lists the gotch functions this libtorch cannot build.
+func DisabledFunctions() []string {
+	return append([]string(nil), libtch.PrismDisabled...)
+}
+
+// blas names the BLAS libtorch uses. libtorch says what it was built
+// against (BLAS_INFO); with a generic "blas" build (Debian's), the library
+// actually loaded decides, so the loaded libraries are read too.
+func blas(config string, loaded []string) (name string, slow bool) {
+	built := ""
+	for _, f := range strings.FieldsFunc(config, func(r rune) bool { return r == ',' || r == '\n' }) {
+		f = strings.TrimSpace(f)
+		if v, ok := strings.CutPrefix(f, "BLAS_INFO="); ok {
+			built = v
+		}
+	}
+	if built == "mkl" {
+		return "MKL", false
+	}
+	for _, l := range loaded {
+		base := filepath.Base(l)
+		switch {
+		case strings.Contains(l, "openblas"):
+			return "OpenBLAS (" + l + ")", false
+		case strings.Contains(base, "mkl"):
+			return "MKL (" + l + ")", false
+		case strings.Contains(base, "blis"):
+			return "BLIS (" + l + ")", false
+		case strings.Contains(base, "atlas") || strings.Contains(l, "/atlas/"):
+			return "ATLAS (" + l + ")", false
+		case strings.HasPrefix(base, "libblas.so"):
+			return "reference BLAS (" + l + "): slow, install OpenBLAS (libopenblas0-pthread)", true
+		}
+	}
+	if built != "" {
+		return built, false
+	}
+	return "unknown", false
+}
+
+// loadedLibraries lists the shared libraries mapped into this process with
+// symlinks resolved (Debian selects its BLAS through alternatives links).
+func loadedLibraries() []string {
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || !strings.Contains(fields[5], ".so") {
+			continue
+		}
+		p := fields[5]
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}

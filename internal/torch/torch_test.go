@@ -1,0 +1,164 @@
+package torch
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// TestMatmulBackward checks gotch end to end: a small matmul, a scalar loss
+// and its gradient, against values worked out by hand.
+func TestMatmulBackward(t *testing.T) {
+	if _, err := Setup(0); err != nil {
+		t.Fatal(err)
+	}
+	// a = [[1 2] [3 4]], b = [[5 6] [7 8]] (requires grad).
+	a, err := ts.NewTensorFromData([]float32{1, 2, 3, 4}, []int64{2, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.MustDrop()
+	b0, err := ts.NewTensorFromData([]float32{5, 6, 7, 8}, []int64{2, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b0.MustDrop()
+	b := b0.MustSetRequiresGrad(true, false)
+	defer b.MustDrop()
+
+	c, err := a.Matmul(b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.MustDrop()
+	if got, want := c.Float64Values(), []float64{19, 22, 43, 50}; !slices.Equal(got, want) {
+		t.Fatalf("a@b = %v, want %v", got, want)
+	}
+	// loss = sum((a@b)^2); d loss / d b = a^T (2 a@b).
+	sq, err := c.Square(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.MustDrop()
+	loss, err := sq.Sum(gotch.Float, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loss.MustDrop()
+	if got := loss.Float64Values()[0]; got != 19*19+22*22+43*43+50*50 {
+		t.Fatalf("loss = %v", got)
+	}
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := b.Grad(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.MustDrop()
+	// a^T = [[1 3] [2 4]], 2c = [[38 44] [86 100]].
+	want := []float64{1*38 + 3*86, 1*44 + 3*100, 2*38 + 4*86, 2*44 + 4*100}
+	got := g.Float64Values()
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-4 {
+			t.Fatalf("grad = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestDisabledFunctionErrors calls a function the adapter disabled and
+// expects an error that names it, not a crash.
+func TestDisabledFunctionErrors(t *testing.T) {
+	if !slices.Contains(DisabledFunctions(), "atg_scaled_dot_product_attention") {
+		t.Skip("scaled_dot_product_attention builds against this libtorch; nothing to check")
+	}
+	q := ts.MustOnes([]int64{1, 1, 2, 4}, gotch.Float, gotch.CPU)
+	defer q.MustDrop()
+	_, err := ts.ScaledDotProductAttention(q, q, q, ts.NewTensor(), 0, false, []float64{})
+	if err == nil {
+		t.Fatal("disabled scaled_dot_product_attention returned no error")
+	}
+	msg := err.Error()
+	for _, want := range []string{"atg_scaled_dot_product_attention", "not available", Inspect().LibtorchVersion} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "goroutine") || strings.Contains(msg, "frame #") {
+		t.Errorf("error carries a stack trace: %q", msg)
+	}
+}
+
+// TestLibtorchErrorIsClean checks that an ordinary libtorch error (a shape
+// mismatch) comes back as a short message without C++ or Go backtraces.
+func TestLibtorchErrorIsClean(t *testing.T) {
+	a := ts.MustOnes([]int64{2, 3}, gotch.Float, gotch.CPU)
+	defer a.MustDrop()
+	_, err := a.Matmul(a, false)
+	if err == nil {
+		t.Fatal("2x3 @ 2x3 returned no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "cannot be multiplied") {
+		t.Errorf("unexpected message %q", msg)
+	}
+	if strings.Contains(msg, "goroutine") || strings.Contains(msg, "frame #") || strings.Count(msg, "\n") > 2 {
+		t.Errorf("error carries a stack trace: %q", msg)
+	}
+}
+
+func TestSetupThreads(t *testing.T) {
+	n, err := Setup(1)
+	if err != nil || n != 1 {
+		t.Fatalf("Setup(1) = %d, %v", n, err)
+	}
+	n, err = Setup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 || Inspect().Threads != n {
+		t.Fatalf("Setup(0) = %d, Inspect().Threads = %d", n, Inspect().Threads)
+	}
+	t.Setenv("PRISM_THREADS", "zero")
+	if _, err := Setup(0); err == nil {
+		t.Fatal("PRISM_THREADS=zero accepted")
+	}
+}
+
+func TestBLASName(t *testing.T) {
+	tests := []struct {
+		config string
+		loaded []string
+		want   string
+		slow   bool
+	}{
+		{"BLAS_INFO=mkl, LAPACK_INFO=mkl", nil, "MKL", false},
+		{"BLAS_INFO=open", []string{"/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"}, "OpenBLAS (/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3)", false},
+		{"BLAS_INFO=blas", []string{"/lib/libc.so.6", "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"}, "reference BLAS", true},
+		{"BLAS_INFO=open", nil, "open", false},
+		{"", nil, "unknown", false},
+	}
+	for _, tt := range tests {
+		got, slow := blas(tt.config, tt.loaded)
+		if !strings.HasPrefix(got, tt.want) || slow != tt.slow {
+			t.Errorf("blas(%q, %v) = %q, %v; want %q..., %v", tt.config, tt.loaded, got, slow, tt.want, tt.slow)
+		}
+	}
+}
+
+func TestInspectOnThisMachine(t *testing.T) {
+	info := Inspect()
+	if info.LibtorchVersion == "" || info.Generated == 0 {
+		t.Fatalf("adapter facts missing: %+v", info)
+	}
+	if info.Disabled > info.Generated {
+		t.Fatalf("more disabled (%d) than generated (%d)", info.Disabled, info.Generated)
+	}
+	if info.SlowBLAS {
+		t.Errorf("libtorch runs on the reference BLAS: %s", info.BLAS)
+	}
+}
