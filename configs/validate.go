@@ -1,0 +1,134 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// FieldError is a validation failure of one key.
+type FieldError struct {
+	Key     string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Problem }
+
+// Validate checks every value for range and consistency. It reports the
+// first problem found, naming the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	positive := func(key string, v int) {
+		if v < 1 {
+			bad(key, "must be at least 1, got %d", v)
+		}
+	}
+	nonNegative := func(key string, v int) {
+		if v < 0 {
+			bad(key, "must not be negative, got %d", v)
+		}
+	}
+	finite := func(key string, v, lo, hi float64, loOpen, hiOpen bool) {
+		switch {
+		case math.IsNaN(v) || math.IsInf(v, 0):
+			bad(key, "must be a finite number, got %v", v)
+		case v < lo || (loOpen && v == lo) || v > hi || (hiOpen && v == hi):
+			l, r := "[", "]"
+			if loOpen {
+				l = "("
+			}
+			if hiOpen {
+				r = ")"
+			}
+			bad(key, "must be in %s%g, %g%s, got %g", l, lo, hi, r, v)
+		}
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+
+	if strings.TrimSpace(c.Run.Dir) == "" {
+		bad("run.dir", "must name a folder")
+	}
+	oneOf("run.device", c.Run.Device, "cpu")
+	nonNegative("run.threads", c.Run.Threads)
+	positive("run.log_every", c.Run.LogEvery)
+
+	switch {
+	case c.Model.Preset == "" && c.Model.Path == "":
+		bad("model.preset", "set model.preset or model.path")
+	case c.Model.Preset != "" && c.Model.Path != "":
+		bad("model.path", "set model.preset or model.path, not both (preset is %q)", c.Model.Preset)
+	}
+	oneOf("model.dtype", c.Model.DType, "float32")
+
+	if strings.TrimSpace(c.Data.Train) == "" {
+		bad("data.train", "must name a file or \"synthetic\"")
+	}
+	finite("data.eval_fraction", c.Data.EvalFraction, 0, 1, false, true)
+	if c.Data.MaxLength < 2 {
+		bad("data.max_length", "must be at least 2, got %d", c.Data.MaxLength)
+	}
+	oneOf("data.truncation", c.Data.Truncation, "drop", "left")
+	positive("data.synthetic_pairs", c.Data.SyntheticPairs)
+	positive("data.synthetic_min_length", c.Data.SyntheticMinLength)
+	if c.Data.SyntheticMaxLength < c.Data.SyntheticMinLength || c.Data.SyntheticMaxLength > c.Data.MaxLength {
+		bad("data.synthetic_max_length", "must be between synthetic_min_length (%d) and max_length (%d), got %d",
+			c.Data.SyntheticMinLength, c.Data.MaxLength, c.Data.SyntheticMaxLength)
+	}
+
+	t := c.Train
+	nonNegative("train.steps", t.Steps)
+	if t.Steps == 0 {
+		positive("train.epochs", t.Epochs)
+	} else {
+		nonNegative("train.epochs", t.Epochs)
+	}
+	positive("train.batch_size", t.BatchSize)
+	positive("train.micro_batch_size", t.MicroBatchSize)
+	if t.BatchSize >= 1 && t.MicroBatchSize >= 1 && t.BatchSize%t.MicroBatchSize != 0 {
+		bad("train.micro_batch_size", "must divide train.batch_size (%d), got %d", t.BatchSize, t.MicroBatchSize)
+	}
+	finite("train.learning_rate", t.LearningRate, 0, 10, true, false)
+	finite("train.weight_decay", t.WeightDecay, 0, 10, false, false)
+	finite("train.adam_beta1", t.AdamBeta1, 0, 1, false, true)
+	finite("train.adam_beta2", t.AdamBeta2, 0, 1, false, true)
+	finite("train.adam_eps", t.AdamEps, 0, 1, true, false)
+	oneOf("train.schedule", t.Schedule, "cosine", "linear", "constant")
+	nonNegative("train.warmup_steps", t.WarmupSteps)
+	finite("train.min_lr_ratio", t.MinLRRatio, 0, 1, false, false)
+	finite("train.max_grad_norm", t.MaxGradNorm, 0, math.MaxFloat64, false, false)
+	finite("train.center_rewards_coef", t.CenterRewardsCoef, 0, math.MaxFloat64, false, false)
+	oneOf("train.trainable", t.Trainable, "all", "head", "top_layers")
+	nonNegative("train.trainable_top_layers", t.TrainableTopLayers)
+	if t.Trainable == "top_layers" && t.TrainableTopLayers < 1 {
+		bad("train.trainable_top_layers", "must be at least 1 when train.trainable is top_layers")
+	}
+
+	nonNegative("eval.every", c.Eval.Every)
+	positive("eval.batch_size", c.Eval.BatchSize)
+	nonNegative("checkpoint.every", c.Checkpoint.Every)
+	positive("checkpoint.keep", c.Checkpoint.Keep)
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// first returns the first FieldError of err, for tests.
+func first(err error) *FieldError {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return nil
+}
