@@ -31,7 +31,7 @@ import (
 
 // Version changes whenever the adaptation's output would change, so that
 // old build folders are rebuilt.
-const Version = "2"
+const Version = "3"
 
 // GotchVersion is the gotch release the adaptation is written for.
 const GotchVersion = "v0.9.1"
@@ -364,7 +364,67 @@ func patchGo(root string) error {
 		}
 		s = strings.Replace(s, x.old, x.new, 1)
 	}
-	return os.WriteFile(p, []byte(s), 0o644)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		return err
+	}
+	return patchOutputs(root)
+}
+
+var mallocZero = regexp.MustCompile(`(?m)^([ \t]*)(\w+) := \(\*lib\.Ctensor\)\(unsafe\.Pointer\(C\.malloc\(0\)\)\)[ \t]*$`)
+
+// outSlots is how many output pointers a call may write: gotch's
+// multi-output functions write up to a handful.
+const outSlots = 16
+
+// patchOutputs fixes how gotch allocates the array a C call writes its
+// output tensors to. gotch asks for malloc(0), which glibc rounds up to a
+// 24-byte chunk, and never frees it: every tensor operation leaks a chunk,
+// and functions with four or more outputs write past it. Each allocation
+// gets room for outSlots pointers and is freed when the call returns (the
+// pointers are copied out before that).
+//
+// A memory leak per operation makes resident memory grow for as long as a
+// run lasts; the 100 kB Go allocation gotch attaches to every tensor (to
+// make the garbage collector run often) is dropped too, since prism frees
+// tensors explicitly.
+func patchOutputs(root string) error {
+	for _, f := range []string{"tensor-generated.go", "patch.go", "tensor.go"} {
+		p := filepath.Join(root, "ts", f)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		n := 0
+		for i, l := range lines {
+			m := mallocZero.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			free := fmt.Sprintf("defer C.free(unsafe.Pointer(%s))", m[2])
+			lines[i] = fmt.Sprintf("%s%s := (*lib.Ctensor)(C.malloc(C.size_t(%d * unsafe.Sizeof(uintptr(0)))))", m[1], m[2], outSlots)
+			if i+1 < len(lines) && strings.Contains(lines[i+1], free) {
+				continue // already freed
+			}
+			lines[i] += "\n" + m[1] + free
+			n++
+		}
+		if f == "tensor-generated.go" && n < 1000 {
+			return fmt.Errorf("%s: only %d output allocations patched (not gotch %s?)", p, n, GotchVersion)
+		}
+		s := strings.Join(lines, "\n")
+		if f == "tensor.go" {
+			const big = "\tx.d = new(bigStruct)\n"
+			if !strings.Contains(s, big) {
+				return fmt.Errorf("%s: expected text not found (not gotch %s?): %q", p, GotchVersion, big)
+			}
+			s = strings.Replace(s, big, "", 1)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // linkProbe archives the objects and links them into a throwaway shared
