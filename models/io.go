@@ -1,0 +1,264 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"prism/internal/fsutil"
+	"prism/internal/safetensors"
+)
+
+// Stats are facts about a trained model saved next to its weights.
+type Stats struct {
+	// RewardMean and RewardStd are over the held-out rewards at the end of
+	// training, for normalising rewards downstream.
+	RewardMean float64 `json:"reward_mean"`
+	RewardStd  float64 `json:"reward_std"`
+	// Extra records provenance: prism version, steps, data.
+	Extra map[string]any `json:"extra,omitempty"`
+}
+
+// LoadInfo says what Load found.
+type LoadInfo struct {
+	// NewHead is set when the checkpoint had no score head (a causal LM)
+	// and a new one was initialised.
+	NewHead bool
+	Stats   *Stats
+}
+
+// Load reads a Hugging Face model folder: config.json and
+// model.safetensors or a sharded model.safetensors.index.json, in fp32,
+// bf16 or fp16 (converted to fp32). A checkpoint without "score.weight"
+// gets a new head drawn from rng.
+func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadInfo, error) {
+	c, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := weightFiles(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := &LoadInfo{}
+	weights := map[string]*ts.Tensor{}
+	fail := func(err error) (*RewardModel, *LoadInfo, error) {
+		for _, w := range weights {
+			w.Drop()
+		}
+		return nil, nil, err
+	}
+	for _, path := range files {
+		f, err := safetensors.Open(path)
+		if err != nil {
+			return fail(err)
+		}
+		for _, ti := range f.Header().Tensors {
+			if ti.Name == "lm_head.weight" || strings.HasSuffix(ti.Name, "rotary_emb.inv_freq") {
+				continue // the language-model head and cached buffers are not part of a reward model
+			}
+			shape, ok := c.ParamShape(ti.Name)
+			if !ok {
+				f.Close()
+				return fail(fmt.Errorf("%s: tensor %q is not a weight of this %s model", path, ti.Name, c.ModelType))
+			}
+			if _, dup := weights[ti.Name]; dup {
+				f.Close()
+				return fail(fmt.Errorf("%s: tensor %q appears in two shards", path, ti.Name))
+			}
+			if !equalShape(ti.Shape, shape) {
+				f.Close()
+				return fail(fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, ti.Name, ti.Shape, shape))
+			}
+			raw, err := f.ReadRaw(ti.Name)
+			if err != nil {
+				f.Close()
+				return fail(err)
+			}
+			t, err := tensorFromRaw(ti, raw, device)
+			if err != nil {
+				f.Close()
+				return fail(fmt.Errorf("%s: tensor %q: %w", path, ti.Name, err))
+			}
+			weights[ti.Name] = t
+		}
+		f.Close()
+	}
+	if _, ok := weights["score.weight"]; !ok {
+		shape, _ := c.ParamShape("score.weight")
+		t, err := ts.OfDataSize(float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float)
+		if err != nil {
+			return fail(err)
+		}
+		weights["score.weight"] = t
+		info.NewHead = true
+	}
+	for _, name := range c.ParamNames() {
+		if _, ok := weights[name]; !ok {
+			return fail(fmt.Errorf("%s: weight %q is missing", dir, name))
+		}
+	}
+	m, err := newModel(c, weights, device)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, statsFile)); err == nil {
+		var st Stats
+		if err := json.Unmarshal(b, &st); err != nil {
+			m.Drop()
+			return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, statsFile), err)
+		}
+		info.Stats = &st
+	}
+	return m, info, nil
+}
+
+const statsFile = "prism_reward.json"
+
+// weightFiles lists the safetensors files of a model folder.
+func weightFiles(dir string) ([]string, error) {
+	single := filepath.Join(dir, "model.safetensors")
+	if _, err := os.Stat(single); err == nil {
+		return []string{single}, nil
+	}
+	index := filepath.Join(dir, "model.safetensors.index.json")
+	if _, err := os.Stat(index); err != nil {
+		for _, pickle := range []string{"pytorch_model.bin", "model.pt", "pytorch_model.bin.index.json"} {
+			if _, err := os.Stat(filepath.Join(dir, pickle)); err == nil {
+				return nil, fmt.Errorf("%s: only pickle weights (%s): prism reads safetensors only, since loading a pickle can run arbitrary code; convert it with transformers (save_pretrained(safe_serialization=True))", dir, pickle)
+			}
+		}
+		return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", dir)
+	}
+	wm, err := safetensors.ReadIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, shard := range wm {
+		set[shard] = true
+	}
+	var files []string
+	for s := range set {
+		files = append(files, filepath.Join(dir, s))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// tensorFromRaw makes a float32 tensor from safetensors bytes.
+func tensorFromRaw(ti safetensors.TensorInfo, raw []byte, device gotch.Device) (*ts.Tensor, error) {
+	var dt gotch.DType
+	switch ti.DType {
+	case safetensors.F32:
+		dt = gotch.Float
+	case safetensors.BF16:
+		dt = gotch.BFloat16
+	case safetensors.F16:
+		dt = gotch.Half
+	case safetensors.F64:
+		dt = gotch.Double
+	default:
+		return nil, fmt.Errorf("dtype %s is not a floating-point weight", ti.DType)
+	}
+	t, err := ts.OfDataSize(raw, ti.Shape, dt)
+	if err != nil {
+		return nil, err
+	}
+	if dt == gotch.Float && device == gotch.CPU {
+		return t, nil
+	}
+	out, err := t.ToDevice(device, gotch.Float, false, false, true)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Save writes the model as a Hugging Face sequence-classification model
+// (LlamaForSequenceClassification or MistralForSequenceClassification with
+// num_labels 1) that transformers loads unchanged, plus prism's stats. The
+// folder is written next to dir and renamed into place, so dir never holds
+// a half-written model.
+func (m *RewardModel) Save(dir string, stats *Stats) error {
+	values, err := m.Values()
+	if err != nil {
+		return err
+	}
+	return SaveValues(dir, m.Config, values, stats)
+}
+
+// SaveValues writes float32 weight values in the layout of Save.
+func SaveValues(dir string, c *Config, values map[string][]float32, stats *Stats) error {
+	cfg, err := hfConfig(c)
+	if err != nil {
+		return err
+	}
+	var tensors []safetensors.Tensor
+	for _, name := range c.ParamNames() {
+		v, ok := values[name]
+		if !ok {
+			return fmt.Errorf("save %s: weight %s is missing", dir, name)
+		}
+		shape, _ := c.ParamShape(name)
+		tensors = append(tensors, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: float32Bytes(v)})
+	}
+	meta := map[string]string{"format": "pt"}
+	return fsutil.WriteDirAtomic(dir, func(tmp string) error {
+		if err := fsutil.WriteFileSync(filepath.Join(tmp, "config.json"), cfg); err != nil {
+			return err
+		}
+		if err := safetensors.Write(filepath.Join(tmp, "model.safetensors"), tensors, meta); err != nil {
+			return err
+		}
+		if stats != nil {
+			b, err := json.MarshalIndent(stats, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := fsutil.WriteFileSync(filepath.Join(tmp, statsFile), append(b, '\n')); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// hfConfig renders config.json for a sequence-classification model.
+func hfConfig(c *Config) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["architectures"] = []string{c.Architecture()}
+	m["num_labels"] = 1
+	m["id2label"] = map[string]string{"0": "LABEL_0"}
+	m["label2id"] = map[string]int{"LABEL_0": 0}
+	m["torch_dtype"] = "float32"
+	m["tie_word_embeddings"] = false
+	if c.PadTokenID == nil {
+		// transformers' sequence-classification models need a pad id to
+		// batch; without one they refuse batches of more than one row.
+		return nil, errors.New("save: the model config has no pad_token_id; set one (the tokenizer's pad or eos id)")
+	}
+	if c.RopeScaling == nil {
+		delete(m, "rope_scaling")
+	}
+	out, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}

@@ -1,0 +1,464 @@
+package models
+
+import (
+		"fmt"
+	"math"
+	"math/rand/v2"
+	"unsafe"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Param is one named weight of a model. Names follow transformers'
+// LlamaForSequenceClassification, so weights move between prism and
+// transformers unchanged.
+type Param struct {
+	Name  string
+	Shape []int64
+	T     *ts.Tensor
+	// Decay says whether AdamW's weight decay applies: it does to weight
+	// matrices and embeddings, not to norms.
+	Decay bool
+}
+
+// Numel is the number of elements of the parameter.
+func (p *Param) Numel() int64 {
+	n := int64(1)
+	for _, d := range p.Shape {
+		n *= d
+	}
+	return n
+}
+
+type block struct {
+	q, k, v, o            *ts.Tensor
+	gate, up, down        *ts.Tensor
+	attnNorm, mlpNorm     *ts.Tensor
+}
+
+// RewardModel is a Llama-family decoder with a scalar head ("score") on
+// the final hidden state of each sequence's last real token.
+type RewardModel struct {
+	Config *Config
+	// Params lists every weight in a fixed order.
+	Params []*Param
+	byName map[string]*Param
+
+	embed, norm, score *ts.Tensor
+	blocks             []block
+	invFreq            *ts.Tensor
+	device             gotch.Device
+}
+
+// ParamNames lists the weight names of a model with this config, in the
+// order of RewardModel.Params.
+func (c *Config) ParamNames() []string {
+	names := []string{"model.embed_tokens.weight"}
+	for i := 0; i < c.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		names = append(names,
+			p+"self_attn.q_proj.weight", p+"self_attn.k_proj.weight", p+"self_attn.v_proj.weight", p+"self_attn.o_proj.weight",
+			p+"mlp.gate_proj.weight", p+"mlp.up_proj.weight", p+"mlp.down_proj.weight",
+			p+"input_layernorm.weight", p+"post_attention_layernorm.weight")
+	}
+	return append(names, "model.norm.weight", "score.weight")
+}
+
+// ParamShape returns the shape of a named weight.
+func (c *Config) ParamShape(name string) ([]int64, bool) {
+	d := int64(c.HiddenSize)
+	q := int64(c.NumAttentionHeads * c.HeadDim)
+	kv := int64(c.NumKeyValueHeads * c.HeadDim)
+	f := int64(c.IntermediateSize)
+	switch {
+	case name == "model.embed_tokens.weight":
+		return []int64{int64(c.VocabSize), d}, true
+	case name == "model.norm.weight":
+		return []int64{d}, true
+	case name == "score.weight":
+		return []int64{1, d}, true
+	}
+	var layer int
+	var rest string
+	if _, err := fmt.Sscanf(name, "model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 || layer >= c.NumHiddenLayers {
+		return nil, false
+	}
+	switch rest {
+	case "self_attn.q_proj.weight":
+		return []int64{q, d}, true
+	case "self_attn.k_proj.weight", "self_attn.v_proj.weight":
+		return []int64{kv, d}, true
+	case "self_attn.o_proj.weight":
+		return []int64{d, q}, true
+	case "mlp.gate_proj.weight", "mlp.up_proj.weight":
+		return []int64{f, d}, true
+	case "mlp.down_proj.weight":
+		return []int64{d, f}, true
+	case "input_layernorm.weight", "post_attention_layernorm.weight":
+		return []int64{d}, true
+	}
+	return nil, false
+}
+
+func isNorm(name string) bool {
+	n := len(name)
+	return n >= 11 && (name[n-11:] == "norm.weight")
+}
+
+// newModel wires a model from fully populated float32 weights on device.
+// It takes ownership of the tensors and makes them leaves that require
+// gradients.
+func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m *RewardModel, err error) {
+	m = &RewardModel{Config: c, byName: map[string]*Param{}, device: device}
+	defer func() {
+		if err != nil {
+			m.Drop()
+			for _, w := range weights {
+				w.Drop()
+			}
+		}
+	}()
+	for _, name := range c.ParamNames() {
+		w, ok := weights[name]
+		if !ok {
+			return nil, fmt.Errorf("weight %s is missing", name)
+		}
+		delete(weights, name)
+		shape, _ := c.ParamShape(name)
+		got, err := w.Size()
+		if err != nil {
+			return nil, err
+		}
+		if !equalShape(got, shape) {
+			w.Drop()
+			return nil, fmt.Errorf("weight %s has shape %v, the config says %v", name, got, shape)
+		}
+		t, err := w.SetRequiresGrad(true, false)
+		if err != nil {
+			return nil, err
+		}
+		if t != w {
+			w.Drop()
+		}
+		p := &Param{Name: name, Shape: shape, T: t, Decay: !isNorm(name)}
+		m.Params = append(m.Params, p)
+		m.byName[name] = p
+	}
+	if len(weights) > 0 {
+		for name := range weights {
+			return nil, fmt.Errorf("unexpected weight %s", name)
+		}
+	}
+	get := func(n string) *ts.Tensor { return m.byName[n].T }
+	m.embed = get("model.embed_tokens.weight")
+	m.norm = get("model.norm.weight")
+	m.score = get("score.weight")
+	for i := 0; i < c.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		m.blocks = append(m.blocks, block{
+			q: get(p + "self_attn.q_proj.weight"), k: get(p + "self_attn.k_proj.weight"),
+			v: get(p + "self_attn.v_proj.weight"), o: get(p + "self_attn.o_proj.weight"),
+			gate: get(p + "mlp.gate_proj.weight"), up: get(p + "mlp.up_proj.weight"), down: get(p + "mlp.down_proj.weight"),
+			attnNorm: get(p + "input_layernorm.weight"), mlpNorm: get(p + "post_attention_layernorm.weight"),
+		})
+	}
+	inv := c.InvFreq()
+	m.invFreq, err = ts.OfDataSize(float32Bytes(inv), []int64{int64(len(inv))}, gotch.Float)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Param returns the named weight, or nil.
+func (m *RewardModel) Param(name string) *Param { return m.byName[name] }
+
+// Drop frees the model's tensors.
+func (m *RewardModel) Drop() {
+	for _, p := range m.Params {
+		if p.T != nil {
+			p.T.Drop()
+		}
+	}
+	if m.invFreq != nil {
+		m.invFreq.Drop()
+	}
+	m.Params = nil
+}
+
+// NumParams is the number of weights.
+func (m *RewardModel) NumParams() int64 {
+	var n int64
+	for _, p := range m.Params {
+		n += p.Numel()
+	}
+	return n
+}
+
+// Batch is a right- or left-padded batch of token sequences.
+type Batch struct {
+	// IDs and Mask are B*T values, row-major; Mask is 1 for real tokens and
+	// 0 for padding.
+	IDs  []int64
+	Mask []int64
+	B, T int
+}
+
+// Validate checks shapes and that every row has a real token.
+func (b *Batch) Validate(vocab int) error {
+	if b.B < 1 || b.T < 1 || len(b.IDs) != b.B*b.T || len(b.Mask) != b.B*b.T {
+		return fmt.Errorf("batch of %dx%d has %d ids and %d mask values", b.B, b.T, len(b.IDs), len(b.Mask))
+	}
+	for r := 0; r < b.B; r++ {
+		real := 0
+		for j := 0; j < b.T; j++ {
+			k := r*b.T + j
+			switch b.Mask[k] {
+			case 0:
+			case 1:
+				real++
+				if b.IDs[k] < 0 || b.IDs[k] >= int64(vocab) {
+					return fmt.Errorf("row %d: token id %d is outside the vocabulary (%d)", r, b.IDs[k], vocab)
+				}
+			default:
+				return fmt.Errorf("row %d: mask value %d is not 0 or 1", r, b.Mask[k])
+			}
+		}
+		if real == 0 {
+			return fmt.Errorf("row %d has no real token", r)
+		}
+	}
+	return nil
+}
+
+// Forward returns the reward of each sequence, shape [B]. Under autograd
+// the result carries the graph; the caller drops it.
+func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
+	if err := b.Validate(m.Config.VocabSize); err != nil {
+		return nil, err
+	}
+	s := &scope{}
+	defer func() { s.release(rewards) }()
+	defer catch(&err, "reward model forward")
+
+	c := m.Config
+	B, T := int64(b.B), int64(b.T)
+	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
+	D := int64(c.HiddenSize)
+
+	ids := s.t(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
+	mask := s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
+	if m.device != gotch.CPU {
+		ids = s.t(ids.To(m.device, false))
+		mask = s.t(mask.To(m.device, false))
+	}
+
+	// Positions count real tokens, so a left-padded row sees the same
+	// positions as the unpadded sequence.
+	pos := s.t(s.t(mask.Cumsum(1, gotch.Float, false)).AddScalar(f(-1), false))
+	pos = s.t(pos.ClampMin(f(0), false))
+	angles := s.t(s.t(pos.Unsqueeze(-1, false)).Mul(m.invFreq, false)) // [B,T,hd/2]
+	emb := s.t(ts.Cat([]*ts.Tensor{angles, angles}, -1))
+	cos := s.t(s.t(emb.Cos(false)).Unsqueeze(1, false)) // [B,1,T,hd]
+	sin := s.t(s.t(emb.Sin(false)).Unsqueeze(1, false))
+
+	// Which keys each query may attend to: causal, not padding, and inside
+	// the sliding window when the model has one.
+	ones := s.t(ts.Ones([]int64{T, T}, gotch.Bool, m.device))
+	allowed := s.t(ones.Tril(0, false))
+	if c.SlidingWindow > 0 && int64(c.SlidingWindow) < T {
+		allowed = s.t(allowed.Triu(-int64(c.SlidingWindow-1), false))
+	}
+	keyOK := s.t(s.t(s.t(mask.Eq(f(1), false)).Unsqueeze(1, false)).Unsqueeze(1, false)) // [B,1,1,T]
+	allowed = s.t(s.t(allowed.Unsqueeze(0, false)).Unsqueeze(0, false))              // [1,1,T,T]
+	blocked := s.t(s.t(allowed.LogicalAnd(keyOK, false)).LogicalNot(false))           // [B,1,T,T]
+	minVal := f(-math.MaxFloat32)
+	scale := f(1 / math.Sqrt(float64(hd)))
+
+	h := s.t(ts.Embedding(m.embed, ids, -1, false, false)) // [B,T,D]
+	for _, bl := range m.blocks {
+		x := m.rmsNorm(s, h, bl.attnNorm)
+		q := s.t(s.t(s.t(ts.Linear(x, bl.q, ts.None)).View([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
+		k := s.t(s.t(s.t(ts.Linear(x, bl.k, ts.None)).View([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+		v := s.t(s.t(s.t(ts.Linear(x, bl.v, ts.None)).View([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+		q = rope(s, q, cos, sin, hd)
+		k = rope(s, k, cos, sin, hd)
+		if rep := H / KV; rep > 1 {
+			k = repeatKV(s, k, B, KV, rep, T, hd)
+			v = repeatKV(s, v, B, KV, rep, T, hd)
+		}
+		scores := s.t(s.t(q.Matmul(s.t(k.Transpose(2, 3, false)), false)).MulScalar(scale, false))
+		scores = s.t(scores.MaskedFill(blocked, minVal, false))
+		probs := s.t(scores.Softmax(-1, gotch.Float, false))
+		att := s.t(probs.Matmul(v, false))                                                      // [B,H,T,hd]
+		att = s.t(s.t(s.t(att.Transpose(1, 2, false)).Contiguous(false)).View([]int64{B, T, H * hd}, false))
+		h = s.t(h.Add(s.t(ts.Linear(att, bl.o, ts.None)), false))
+
+		x = m.rmsNorm(s, h, bl.mlpNorm)
+		gate := s.t(s.t(ts.Linear(x, bl.gate, ts.None)).Silu(false))
+		up := s.t(ts.Linear(x, bl.up, ts.None))
+		h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
+	}
+	h = m.rmsNorm(s, h, m.norm)
+
+	// The last real token of each row, from the mask: argmax of mask*(j+1)
+	// picks the highest position holding a real token whatever the padding
+	// side, and whatever token the padding uses.
+	idx := s.t(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
+	idx = s.t(s.t(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
+	last := s.t(idx.Argmax([]int64{1}, false, false))                                       // [B]
+	gidx := s.t(s.t(last.View([]int64{B, 1, 1}, false)).Expand([]int64{B, 1, D}, false, false))
+	final := s.t(s.t(h.Gather(1, gidx, false, false)).View([]int64{B, D}, false))
+	r := s.t(ts.Linear(final, m.score, ts.None)) // [B,1]
+	rewards = s.t(r.View([]int64{B}, false))
+	return rewards, nil
+}
+
+// rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w.
+func (m *RewardModel) rmsNorm(s *scope, x, w *ts.Tensor) *ts.Tensor {
+	v := s.t(s.t(x.Square(false)).MeanDim([]int64{-1}, true, gotch.Float, false))
+	inv := s.t(s.t(v.AddScalar(f(m.Config.RMSNormEps), false)).Rsqrt(false))
+	return s.t(s.t(x.Mul(inv, false)).Mul(w, false))
+}
+
+// rope rotates x [B,H,T,hd] by the position angles.
+func rope(s *scope, x, cos, sin *ts.Tensor, hd int64) *ts.Tensor {
+	x1 := s.t(x.Narrow(-1, 0, hd/2, false))
+	x2 := s.t(x.Narrow(-1, hd/2, hd/2, false))
+	rot := s.t(ts.Cat([]*ts.Tensor{s.t(x2.Neg(false)), x1}, -1))
+	return s.t(s.t(x.Mul(cos, false)).Add(s.t(rot.Mul(sin, false)), false))
+}
+
+// repeatKV expands grouped key/value heads to the query heads, as
+// transformers' repeat_kv does.
+func repeatKV(s *scope, x *ts.Tensor, B, KV, rep, T, hd int64) *ts.Tensor {
+	e := s.t(s.t(x.Unsqueeze(2, false)).Expand([]int64{B, KV, rep, T, hd}, false, false))
+	return s.t(e.Reshape([]int64{B, KV * rep, T, hd}, false))
+}
+
+// RandomInit returns float32 weights for a new model drawn from rng:
+// N(0, initializer_range) for matrices and embeddings (transformers'
+// init), ones for norms, and N(0, 1/(d+1)) variance for the reward head.
+func RandomInit(c *Config, rng *rand.Rand) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, name := range c.ParamNames() {
+		shape, _ := c.ParamShape(name)
+		out[name] = initValues(c, name, shape, rng)
+	}
+	return out
+}
+
+func initValues(c *Config, name string, shape []int64, rng *rand.Rand) []float32 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	v := make([]float32, n)
+	switch {
+	case isNorm(name):
+		for i := range v {
+			v[i] = 1
+		}
+	default:
+		std := c.InitializerRange
+		if name == "score.weight" {
+			std = 1 / math.Sqrt(float64(c.HiddenSize+1))
+		}
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * std)
+		}
+	}
+	return v
+}
+
+// FromValues builds a model from float32 weight values (as RandomInit
+// returns).
+func FromValues(c *Config, values map[string][]float32, device gotch.Device) (*RewardModel, error) {
+	weights := map[string]*ts.Tensor{}
+	for name, v := range values {
+		shape, ok := c.ParamShape(name)
+		if !ok {
+			for _, w := range weights {
+				w.Drop()
+			}
+			return nil, fmt.Errorf("unexpected weight %s", name)
+		}
+		t, err := ts.OfDataSize(float32Bytes(v), shape, gotch.Float)
+		if err != nil {
+			for _, w := range weights {
+				w.Drop()
+			}
+			return nil, fmt.Errorf("weight %s: %w", name, err)
+		}
+		if device != gotch.CPU {
+			moved, err := t.To(device, true)
+			if err != nil {
+				return nil, err
+			}
+			t = moved
+		}
+		weights[name] = t
+	}
+	return newModel(c, weights, device)
+}
+
+// Values copies every weight out as float32.
+func (m *RewardModel) Values() (map[string][]float32, error) {
+	out := map[string][]float32{}
+	for _, p := range m.Params {
+		v, err := tensorFloat32(p.T)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		out[p.Name] = v
+	}
+	return out, nil
+}
+
+// tensorFloat32 copies a float32 tensor's values.
+func tensorFloat32(t *ts.Tensor) ([]float32, error) {
+	src := t
+	if t.DType() != gotch.Float || t.MustDevice() != gotch.CPU {
+		c, err := t.ToDevice(gotch.CPU, gotch.Float, false, true, false)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Drop()
+		src = c
+	}
+	n := src.Numel()
+	v := make([]float32, n)
+	if err := src.CopyData(v, n); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// float32Bytes views float32 values as little-endian bytes (the host
+// order on every platform libtorch supports).
+func float32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+func int64Bytes(v []int64) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 8*len(v))
+}

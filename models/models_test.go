@@ -1,0 +1,346 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"prism/internal/safetensors"
+	"prism/internal/torch"
+)
+
+func TestMain(m *testing.M) {
+	if _, err := torch.Setup(0); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+func newRandom(t *testing.T, preset string, seed uint64) (*RewardModel, map[string][]float32) {
+	t.Helper()
+	c, err := Preset(preset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := RandomInit(c, rand.New(rand.NewPCG(seed, 1)))
+	// Larger weights than the init so that every part of the network moves
+	// the reward measurably.
+	for name, v := range vals {
+		if !isNorm(name) {
+			for i := range v {
+				v[i] *= 5
+			}
+		}
+	}
+	m, err := FromValues(c, vals, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Drop)
+	return m, vals
+}
+
+func randomSeqs(rng *rand.Rand, n, minLen, maxLen, vocab int) [][]int64 {
+	out := make([][]int64, n)
+	for i := range out {
+		l := minLen + rng.IntN(maxLen-minLen+1)
+		out[i] = make([]int64, l)
+		for j := range out[i] {
+			out[i][j] = 1 + rng.Int64N(int64(vocab-1))
+		}
+	}
+	return out
+}
+
+func pad(seqs [][]int64, left bool, padID int64) *Batch {
+	T := 0
+	for _, s := range seqs {
+		T = max(T, len(s))
+	}
+	b := &Batch{B: len(seqs), T: T, IDs: make([]int64, len(seqs)*T), Mask: make([]int64, len(seqs)*T)}
+	for r, s := range seqs {
+		off := 0
+		if left {
+			off = T - len(s)
+		}
+		for j := 0; j < T; j++ {
+			b.IDs[r*T+j] = padID
+		}
+		for j, id := range s {
+			b.IDs[r*T+off+j] = id
+			b.Mask[r*T+off+j] = 1
+		}
+	}
+	return b
+}
+
+func rewards(t *testing.T, m *RewardModel, b *Batch) []float64 {
+	t.Helper()
+	r, err := m.Forward(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Drop()
+	return r.Float64Values()
+}
+
+// TestForwardMatchesReference compares libtorch rewards with the plain-Go
+// float64 reference on every preset, including sequences longer than
+// Mistral's sliding window and Llama 3.1 rope scaling with explicit
+// head_dim and one KV head.
+func TestForwardMatchesReference(t *testing.T) {
+	for _, preset := range PresetNames() {
+		t.Run(preset, func(t *testing.T) {
+			m, vals := newRandom(t, preset, 7)
+			seqs := randomSeqs(rand.New(rand.NewPCG(3, 3)), 5, 3, 20, m.Config.VocabSize)
+			got := rewards(t, m, pad(seqs, false, 0))
+			for i, s := range seqs {
+				want := refForward(m.Config, vals, s)
+				if d := math.Abs(got[i] - want); d > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Errorf("seq %d (len %d): reward %v, reference %v (diff %g)", i, len(s), got[i], want, d)
+				}
+			}
+		})
+	}
+}
+
+// TestPaddingAndBatchInvariance: left and right padding, and the other
+// rows of a batch, do not change a sequence's reward.
+func TestPaddingAndBatchInvariance(t *testing.T) {
+	for _, preset := range []string{"tiny-llama", "tiny-mistral"} {
+		t.Run(preset, func(t *testing.T) {
+			m, _ := newRandom(t, preset, 11)
+			seqs := randomSeqs(rand.New(rand.NewPCG(5, 5)), 6, 2, 24, m.Config.VocabSize)
+			right := rewards(t, m, pad(seqs, false, 0))
+			left := rewards(t, m, pad(seqs, true, 0))
+			// A pad id equal to a real token id must not matter either.
+			leftEOS := rewards(t, m, pad(seqs, true, 2))
+			for i, s := range seqs {
+				alone := rewards(t, m, pad([][]int64{s}, false, 0))[0]
+				for name, v := range map[string]float64{"right": right[i], "left": left[i], "left, pad=eos": leftEOS[i]} {
+					if d := math.Abs(v - alone); d > 1e-5*math.Max(1, math.Abs(alone)) {
+						t.Errorf("seq %d: %s-padded batch gives %v, alone %v", i, name, v, alone)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	m, _ := newRandom(t, "tiny-mistral", 13)
+	seqs := randomSeqs(rand.New(rand.NewPCG(9, 9)), 4, 2, 16, m.Config.VocabSize)
+	b := pad(seqs, false, 0)
+	want := rewards(t, m, b)
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := m.Save(dir, &Stats{RewardMean: 0.5, RewardStd: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	b2, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := json.Unmarshal(b2, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg["architectures"].([]any)[0] != "MistralForSequenceClassification" || cfg["num_labels"].(float64) != 1 || cfg["pad_token_id"].(float64) != 0 {
+		t.Errorf("config.json is not a sequence-classification config: %v", cfg)
+	}
+	m2, info, err := Load(dir, gotch.CPU, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Drop()
+	if info.NewHead || info.Stats == nil || info.Stats.RewardStd != 2 {
+		t.Errorf("load info %+v", info)
+	}
+	got := rewards(t, m2, b)
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-6 {
+			t.Errorf("row %d: %v after reload, %v before", i, got[i], want[i])
+		}
+	}
+}
+
+// writeHF writes values as a Hugging Face folder in the given dtype,
+// optionally sharded, optionally as a causal LM (lm_head, no score).
+func writeHF(t *testing.T, c *Config, vals map[string][]float32, dt safetensors.DType, shards int, causalLM bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := hfConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var tensors []safetensors.Tensor
+	for _, name := range c.ParamNames() {
+		shape, _ := c.ParamShape(name)
+		if causalLM && name == "score.weight" {
+			name = "lm_head.weight"
+			shape = []int64{int64(c.VocabSize), int64(c.HiddenSize)}
+			lm := make([]float32, c.VocabSize*c.HiddenSize)
+			data, _ := safetensors.EncodeFloat32(dt, lm)
+			tensors = append(tensors, safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: data})
+			continue
+		}
+		data, err := safetensors.EncodeFloat32(dt, vals[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: data})
+	}
+	if shards <= 1 {
+		if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, nil); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	wm := map[string]string{}
+	per := (len(tensors) + shards - 1) / shards
+	for s := 0; s*per < len(tensors); s++ {
+		name := "model-0000" + itoa(s+1) + "-of-0000" + itoa(shards) + ".safetensors"
+		part := tensors[s*per : min((s+1)*per, len(tensors))]
+		for _, x := range part {
+			wm[x.Name] = name
+		}
+		if err := safetensors.Write(filepath.Join(dir, name), part, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, _ := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": 1}, "weight_map": wm})
+	if err := os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), idx, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestLoadFormats(t *testing.T) {
+	m, vals := newRandom(t, "tiny-llama", 17)
+	seqs := randomSeqs(rand.New(rand.NewPCG(2, 2)), 3, 2, 12, m.Config.VocabSize)
+	b := pad(seqs, false, 0)
+	want := rewards(t, m, b)
+	tests := []struct {
+		name   string
+		dt     safetensors.DType
+		shards int
+		tol    float64
+	}{
+		{"f32 single", safetensors.F32, 1, 1e-6},
+		{"f32 sharded", safetensors.F32, 3, 1e-6},
+		{"bf16", safetensors.BF16, 1, 0.1},
+		{"f16 sharded", safetensors.F16, 2, 0.02},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeHF(t, m.Config, vals, tt.dt, tt.shards, false)
+			m2, info, err := Load(dir, gotch.CPU, rand.New(rand.NewPCG(1, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m2.Drop()
+			if info.NewHead {
+				t.Error("head reported new")
+			}
+			got := rewards(t, m2, b)
+			for i := range want {
+				if d := math.Abs(got[i] - want[i]); d > tt.tol*math.Max(1, math.Abs(want[i])) {
+					t.Errorf("row %d: %v, want %v", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCausalLMStartsNewHead(t *testing.T) {
+	m, vals := newRandom(t, "tiny-llama", 19)
+	dir := writeHF(t, m.Config, vals, safetensors.BF16, 1, true)
+	m2, info, err := Load(dir, gotch.CPU, rand.New(rand.NewPCG(4, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Drop()
+	if !info.NewHead {
+		t.Fatal("a checkpoint without score.weight did not start a new head")
+	}
+	head, _ := tensorFloat32(m2.Param("score.weight").T)
+	var ss float64
+	for _, v := range head {
+		ss += float64(v) * float64(v)
+	}
+	// Variance 1/(d+1): the sample variance of 64 draws is within a factor of 2.
+	variance := ss / float64(len(head))
+	if want := 1 / float64(m.Config.HiddenSize+1); variance < want/2 || variance > want*2 {
+		t.Errorf("head variance %v, want about %v", variance, want)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := `{"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":32,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"rms_norm_eps":1e-5,"hidden_act":"silu"`
+	tests := []struct {
+		extra string
+		want  string
+	}{
+		{`,"hidden_act":"gelu"}`, "hidden_act"},
+		{`,"rope_scaling":{"type":"linear","factor":2}}`, "rope_scaling.rope_type"},
+		{`,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64,"beta":1}}`, "rope_scaling.beta"},
+		{`,"attention_bias":true}`, "attention_bias"},
+		{`,"quantization_config":{}}`, "quantization_config"},
+		{`,"num_key_value_heads":3}`, "num_key_value_heads"},
+		{`,"pad_token_id":99}`, "pad_token_id"},
+		{`,"model_type":"gpt2"}`, "model_type"},
+		{`,"attention_dropout":0.1}`, "attention_dropout"},
+	}
+	for _, tt := range tests {
+		_, err := ParseConfig([]byte(base+tt.extra), "config.json")
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "config.json") {
+			t.Errorf("%s: err = %v, want ErrConfig naming %s and the file", tt.extra, err, tt.want)
+		}
+	}
+	// "type" is read as "rope_type" (older configs).
+	c, err := ParseConfig([]byte(base+`,"rope_scaling":{"type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`), "config.json")
+	if err != nil || c.RopeScaling == nil || c.RopeScaling.Type != "llama3" {
+		t.Fatalf("rope_scaling with type: %v %+v", err, c)
+	}
+}
+
+func TestLlama3InvFreq(t *testing.T) {
+	c, err := Preset("tiny-llama3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := c.InvFreq()
+	base := func(i int) float64 { return 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(c.HeadDim)) }
+	// Highest frequency (i=0, wavelength 2π < 64/4): unchanged.
+	if math.Abs(float64(inv[0])-base(0)) > 1e-7 {
+		t.Errorf("inv[0] = %v, want %v", inv[0], base(0))
+	}
+	// Lowest frequency: wavelength beyond 64/1, divided by the factor 8.
+	last := len(inv) - 1
+	if got, want := float64(inv[last]), base(last)/8; math.Abs(got-want) > 1e-7*want+1e-12 {
+		t.Errorf("inv[last] = %v, want %v", got, want)
+	}
+}
+
+func TestBatchValidate(t *testing.T) {
+	tests := []struct {
+		b    Batch
+		want string
+	}{
+		{Batch{B: 1, T: 2, IDs: []int64{1, 2}, Mask: []int64{0, 0}}, "no real token"},
+		{Batch{B: 1, T: 2, IDs: []int64{1, 200}, Mask: []int64{1, 1}}, "outside the vocabulary"},
+		{Batch{B: 1, T: 2, IDs: []int64{1}, Mask: []int64{1, 1}}, "ids"},
+		{Batch{B: 1, T: 1, IDs: []int64{1}, Mask: []int64{2}}, "not 0 or 1"},
+	}
+	for _, tt := range tests {
+		if err := tt.b.Validate(128); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: err = %v, want %q", tt.b, err, tt.want)
+		}
+	}
+}
