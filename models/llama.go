@@ -1,7 +1,7 @@
 package models
 
 import (
-		"fmt"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"unsafe"
@@ -32,9 +32,9 @@ func (p *Param) Numel() int64 {
 }
 
 type block struct {
-	q, k, v, o            *ts.Tensor
-	gate, up, down        *ts.Tensor
-	attnNorm, mlpNorm     *ts.Tensor
+	q, k, v, o        *ts.Tensor
+	gate, up, down    *ts.Tensor
+	attnNorm, mlpNorm *ts.Tensor
 }
 
 // RewardModel is a Llama-family decoder with a scalar head ("score") on
@@ -271,8 +271,8 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 		allowed = s.t(allowed.Triu(-int64(c.SlidingWindow-1), false))
 	}
 	keyOK := s.t(s.t(s.t(mask.Eq(f(1), false)).Unsqueeze(1, false)).Unsqueeze(1, false)) // [B,1,1,T]
-	allowed = s.t(s.t(allowed.Unsqueeze(0, false)).Unsqueeze(0, false))              // [1,1,T,T]
-	blocked := s.t(s.t(allowed.LogicalAnd(keyOK, false)).LogicalNot(false))           // [B,1,T,T]
+	allowed = s.t(s.t(allowed.Unsqueeze(0, false)).Unsqueeze(0, false))                  // [1,1,T,T]
+	blocked := s.t(s.t(allowed.LogicalAnd(keyOK, false)).LogicalNot(false))              // [B,1,T,T]
 	minVal := f(-math.MaxFloat32)
 	scale := f(1 / math.Sqrt(float64(hd)))
 
@@ -291,7 +291,7 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 		scores := s.t(s.t(q.Matmul(s.t(k.Transpose(2, 3, false)), false)).MulScalar(scale, false))
 		scores = s.t(scores.MaskedFill(blocked, minVal, false))
 		probs := s.t(scores.Softmax(-1, gotch.Float, false))
-		att := s.t(probs.Matmul(v, false))                                                      // [B,H,T,hd]
+		att := s.t(probs.Matmul(v, false)) // [B,H,T,hd]
 		att = s.t(s.t(s.t(att.Transpose(1, 2, false)).Contiguous(false)).View([]int64{B, T, H * hd}, false))
 		h = s.t(h.Add(s.t(ts.Linear(att, bl.o, ts.None)), false))
 
@@ -307,7 +307,7 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 	// side, and whatever token the padding uses.
 	idx := s.t(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
 	idx = s.t(s.t(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
-	last := s.t(idx.Argmax([]int64{1}, false, false))                                       // [B]
+	last := s.t(idx.Argmax([]int64{1}, false, false)) // [B]
 	gidx := s.t(s.t(last.View([]int64{B, 1, 1}, false)).Expand([]int64{B, 1, D}, false, false))
 	final := s.t(s.t(h.Gather(1, gidx, false, false)).View([]int64{B, D}, false))
 	r := s.t(ts.Linear(final, m.score, ts.None)) // [B,1]
