@@ -196,8 +196,18 @@ func (m *RewardModel) Save(dir string, stats *Stats) error {
 	return SaveValues(dir, m.Config, values, stats)
 }
 
-// SaveValues writes float32 weight values in the layout of Save.
+// SaveValues writes float32 weight values in the layout of Save,
+// atomically.
 func SaveValues(dir string, c *Config, values map[string][]float32, stats *Stats) error {
+	return fsutil.WriteDirAtomic(dir, func(tmp string) error {
+		return WriteFolder(tmp, c, values, stats)
+	})
+}
+
+// WriteFolder writes config.json, model.safetensors and the stats into an
+// existing folder, fsyncing each file. Callers publish the folder
+// atomically (SaveValues, checkpoints).
+func WriteFolder(dir string, c *Config, values map[string][]float32, stats *Stats) error {
 	cfg, err := hfConfig(c)
 	if err != nil {
 		return err
@@ -211,25 +221,22 @@ func SaveValues(dir string, c *Config, values map[string][]float32, stats *Stats
 		shape, _ := c.ParamShape(name)
 		tensors = append(tensors, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: float32Bytes(v)})
 	}
-	meta := map[string]string{"format": "pt"}
-	return fsutil.WriteDirAtomic(dir, func(tmp string) error {
-		if err := fsutil.WriteFileSync(filepath.Join(tmp, "config.json"), cfg); err != nil {
+	if err := fsutil.WriteFileSync(filepath.Join(dir, "config.json"), cfg); err != nil {
+		return err
+	}
+	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	if stats != nil {
+		b, err := json.MarshalIndent(stats, "", "  ")
+		if err != nil {
 			return err
 		}
-		if err := safetensors.Write(filepath.Join(tmp, "model.safetensors"), tensors, meta); err != nil {
+		if err := fsutil.WriteFileSync(filepath.Join(dir, statsFile), append(b, '\n')); err != nil {
 			return err
 		}
-		if stats != nil {
-			b, err := json.MarshalIndent(stats, "", "  ")
-			if err != nil {
-				return err
-			}
-			if err := fsutil.WriteFileSync(filepath.Join(tmp, statsFile), append(b, '\n')); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // hfConfig renders config.json for a sequence-classification model.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"unsafe"
 
 	"github.com/sugarme/gotch"
@@ -235,6 +236,9 @@ func (b *Batch) Validate(vocab int) error {
 // Forward returns the reward of each sequence, shape [B]. Under autograd
 // the result carries the graph; the caller drops it.
 func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
+	// gotch reports errors through thread-local state.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := b.Validate(m.Config.VocabSize); err != nil {
 		return nil, err
 	}

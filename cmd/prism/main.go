@@ -6,13 +6,24 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"prism/internal/cli"
 )
 
+// libtorch keeps autograd mode and gotch its last error per OS thread;
+// prism drives libtorch from the main goroutine, pinned to one thread.
+func init() { runtime.LockOSThread() }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks for a clean stop (finish the step, checkpoint);
+	// a second one kills as usual.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := cli.Main(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)

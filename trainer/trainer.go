@@ -1,0 +1,707 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"prism/configs"
+	"prism/data"
+	"prism/internal/fsutil"
+	"prism/models"
+)
+
+// Options are the parts of a run that are not in the experiment file.
+type Options struct {
+	// Resume is "" (a new run), "auto" (the newest valid checkpoint of the
+	// run folder, or a new run if there is none) or a checkpoint folder.
+	Resume string
+	// Progress receives the progress bar or lines (os.Stdout in the CLI).
+	Progress io.Writer
+	// Logger receives events; the trainer also writes them to run.log.
+	Logger *slog.Logger
+	// AfterStep, when set, runs after every optimizer step (hooks for
+	// tests and tools).
+	AfterStep func(step int)
+}
+
+// Result summarises a finished run.
+type Result struct {
+	Steps       int
+	Interrupted bool
+	ModelDir    string
+	Eval        *EvalMetrics
+}
+
+// EvalMetrics are the held-out figures.
+type EvalMetrics struct {
+	Loss       float64 `json:"eval_loss"`
+	Accuracy   float64 `json:"eval_accuracy"`
+	Margin     float64 `json:"eval_margin"`
+	RewardMean float64 `json:"eval_reward_mean"`
+	RewardStd  float64 `json:"eval_reward_std"`
+	Pairs      int     `json:"eval_pairs"`
+}
+
+// run is one training run in progress.
+type run struct {
+	cfg      *configs.Config
+	cfgYAML  string
+	opt      Options
+	log      *slog.Logger
+	model    *models.RewardModel
+	trained  []*models.Param
+	adam     *AdamW
+	sched    Schedule
+	train    []data.Pair
+	eval     []data.Pair
+	sampler  *data.Sampler
+	padID    int64
+	state    State
+	metrics  *os.File
+	progress *progress
+	closers  []io.Closer
+}
+
+// Run trains a reward model as cfg describes. Cancelling ctx (SIGINT,
+// SIGTERM) finishes the current step, writes a checkpoint and returns with
+// Result.Interrupted set.
+func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, err error) {
+	// libtorch keeps the autograd mode and gotch its last error per OS
+	// thread: a goroutine that moved between threads mid-run would lose
+	// both.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Progress == nil {
+		opt.Progress = io.Discard
+	}
+	r := &run{cfg: cfg, opt: opt}
+	y, err := cfg.YAML()
+	if err != nil {
+		return nil, err
+	}
+	r.cfgYAML = string(y)
+	if err := r.openRunDir(); err != nil {
+		return nil, err
+	}
+	defer r.close()
+	if err := r.setup(); err != nil {
+		return nil, err
+	}
+	return r.loop(ctx)
+}
+
+// openRunDir prepares the run folder, refusing to start a new run over an
+// old one's checkpoints.
+func (r *run) openRunDir() error {
+	dir := r.cfg.Run.Dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("run folder %s: %w", dir, err)
+	}
+	probe := filepath.Join(dir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		return fmt.Errorf("run folder %s is not writable: %w", dir, err)
+	}
+	os.Remove(probe)
+	if r.opt.Resume == "" {
+		cks, err := listCheckpoints(dir)
+		if err != nil {
+			return err
+		}
+		if len(cks) > 0 {
+			return fmt.Errorf("run folder %s already holds checkpoints (newest %s): pass --resume auto to continue it, or choose another run.dir", dir, filepath.Base(cks[0]))
+		}
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "run.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	r.log = slog.New(teeHandler{r.opt.Logger.Handler(), slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	r.closers = append(r.closers, logf)
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "config.yaml"), []byte(r.cfgYAML))
+}
+
+func (r *run) close() {
+	if r.adam != nil {
+		r.adam.Drop()
+	}
+	if r.model != nil {
+		r.model.Drop()
+	}
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
+	for _, c := range r.closers {
+		c.Close()
+	}
+}
+
+// setup loads data and model, and the checkpoint when resuming.
+func (r *run) setup() error {
+	c := r.cfg
+	var resumeDir string
+	if r.opt.Resume != "" {
+		dir, st, err := findResume(c.Run.Dir, r.opt.Resume, r.log.Warn)
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			if err := sameRun(st.Config, r.cfgYAML); err != nil {
+				return fmt.Errorf("cannot resume from %s: %w", dir, err)
+			}
+			resumeDir, r.state = dir, *st
+		}
+	}
+	if resumeDir == "" {
+		r.state = State{Format: stateFormat, DataSeed: uint64(c.Run.Seed), Config: r.cfgYAML}
+	}
+
+	if resumeDir != "" {
+		if err := r.trimMetrics(r.state.Step); err != nil {
+			return err
+		}
+	}
+	mf, err := os.OpenFile(filepath.Join(c.Run.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	r.metrics = mf
+
+	mcfg, err := r.modelConfig()
+	if err != nil {
+		return err
+	}
+	if err := r.loadData(mcfg); err != nil {
+		return err
+	}
+
+	initRNG := rand.New(rand.NewPCG(uint64(c.Run.Seed), 0x1417))
+	switch {
+	case resumeDir != "":
+		r.model, _, err = models.Load(filepath.Join(resumeDir, modelSubdir), gotch.CPU, initRNG)
+	case c.Model.Path != "":
+		var info *models.LoadInfo
+		r.model, info, err = models.Load(c.Model.Path, gotch.CPU, initRNG)
+		if err == nil && info.NewHead {
+			r.log.Info("the checkpoint has no reward head; starting a new one", "model", c.Model.Path)
+		}
+	default:
+		r.model, err = models.FromValues(mcfg, models.RandomInit(mcfg, initRNG), gotch.CPU)
+	}
+	if err != nil {
+		return err
+	}
+	if r.model.Config.PadTokenID != nil {
+		r.padID = int64(*r.model.Config.PadTokenID)
+	}
+	if r.trained, err = selectTrainable(r.model, c.Train.Trainable, c.Train.TrainableTopLayers); err != nil {
+		return err
+	}
+	if r.adam, err = NewAdamW(r.trained, c.Train.AdamBeta1, c.Train.AdamBeta2, c.Train.AdamEps, c.Train.WeightDecay); err != nil {
+		return err
+	}
+	if resumeDir != "" {
+		st, err := readOptimizer(resumeDir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", resumeDir, err)
+		}
+		if err := r.adam.SetState(st); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(resumeDir, optimizerFile), err)
+		}
+		r.adam.Step = r.state.Step
+		r.log.Info("resumed", "checkpoint", resumeDir, "step", r.state.Step)
+	}
+	r.sampler = data.NewSampler(len(r.train), r.state.DataSeed)
+	r.sampler.Epoch, r.sampler.Pos = r.state.Epoch, r.state.EpochPos
+
+	total := c.Train.Steps
+	if total == 0 {
+		total = c.Train.Epochs * data.StepsPerEpoch(len(r.train), c.Train.BatchSize)
+	}
+	r.sched = Schedule{Base: c.Train.LearningRate, Warmup: c.Train.WarmupSteps, Total: total, Kind: c.Train.Schedule, MinRatio: c.Train.MinLRRatio}
+
+	var trainedN int64
+	for _, p := range r.trained {
+		trainedN += p.Numel()
+	}
+	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN)
+	return nil
+}
+
+// modelConfig returns the config of the model to train without loading
+// weights.
+func (r *run) modelConfig() (*models.Config, error) {
+	if r.cfg.Model.Path != "" {
+		return models.LoadConfig(filepath.Join(r.cfg.Model.Path, "config.json"))
+	}
+	return models.Preset(r.cfg.Model.Preset)
+}
+
+func (r *run) loadData(mcfg *models.Config) error {
+	c := r.cfg.Data
+	var pairs []data.Pair
+	var err error
+	if c.Train == "synthetic" {
+		pairs, err = data.Synthetic(c.SyntheticPairs, c.SyntheticMinLength, c.SyntheticMaxLength, mcfg.VocabSize, uint64(r.cfg.Run.Seed))
+	} else {
+		pairs, err = data.ReadTokenPairs(c.Train, mcfg.VocabSize)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Eval != "" {
+		r.train = pairs
+		if r.eval, err = data.ReadTokenPairs(c.Eval, mcfg.VocabSize); err != nil {
+			return err
+		}
+	} else {
+		r.train, r.eval = data.Split(pairs, c.EvalFraction, uint64(r.cfg.Run.Seed))
+	}
+	var dropped, truncated int
+	r.train, dropped, truncated = data.Fit(r.train, c.MaxLength, data.Truncation(c.Truncation))
+	var ed, et int
+	r.eval, ed, et = data.Fit(r.eval, c.MaxLength, data.Truncation(c.Truncation))
+	r.log.Info("data", "train_pairs", len(r.train), "eval_pairs", len(r.eval),
+		"dropped_over_length", dropped+ed, "truncated", truncated+et, "max_length", c.MaxLength, "policy", c.Truncation)
+	r.writeMetric(map[string]any{"kind": "data", "train_pairs": len(r.train), "eval_pairs": len(r.eval),
+		"dropped_over_length": dropped + ed, "truncated": truncated + et})
+	if len(r.train) == 0 {
+		return fmt.Errorf("no training pairs left after the length limit (%d dropped)", dropped)
+	}
+	return nil
+}
+
+// selectTrainable freezes what the config does not train.
+func selectTrainable(m *models.RewardModel, mode string, topLayers int) ([]*models.Param, error) {
+	L := m.Config.NumHiddenLayers
+	if mode == "top_layers" && topLayers > L {
+		return nil, fmt.Errorf("train.trainable_top_layers = %d but the model has %d layers", topLayers, L)
+	}
+	var out []*models.Param
+	for _, p := range m.Params {
+		train := true
+		switch mode {
+		case "head":
+			train = p.Name == "score.weight"
+		case "top_layers":
+			train = p.Name == "score.weight" || p.Name == "model.norm.weight"
+			var l int
+			if _, err := fmt.Sscanf(p.Name, "model.layers.%d.", &l); err == nil && l >= L-topLayers {
+				train = true
+			}
+		}
+		if !train {
+			t, err := p.T.SetRequiresGrad(false, false)
+			if err != nil {
+				return nil, err
+			}
+			if t != p.T {
+				t.Drop() // the same tensor; only the handle is new
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// sameRun refuses to resume under a different model, data or optimisation
+// setup: the result would match neither run. Run settings (threads,
+// logging) and the checkpoint cadence may change.
+func sameRun(saved, current string) error {
+	sections := func(y string) map[string]string {
+		out := map[string]string{}
+		var cur string
+		for _, l := range strings.Split(y, "\n") {
+			if l != "" && !strings.HasPrefix(l, " ") {
+				cur = strings.TrimSuffix(l, ":")
+				continue
+			}
+			out[cur] += l + "\n"
+		}
+		return out
+	}
+	a, b := sections(saved), sections(current)
+	for _, s := range []string{"model", "data", "train"} {
+		if a[s] != b[s] {
+			return fmt.Errorf("the %s section of the configuration differs from the checkpoint's (saved:\n%s\nnow:\n%s)", s, a[s], b[s])
+		}
+	}
+	return nil
+}
+
+// loop runs optimizer steps until the schedule ends or ctx is cancelled.
+func (r *run) loop(ctx context.Context) (*Result, error) {
+	c := r.cfg
+	total := r.sched.Total
+	r.progress = newProgress(r.opt.Progress, total, r.state.Step, c.Run.LogEvery)
+	start := time.Now()
+	elapsed0 := r.state.ElapsedS
+	res := &Result{}
+	for r.state.Step < total {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		stepStart := time.Now()
+		m, err := r.step()
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", r.state.Step+1, err)
+		}
+		r.state.Step++
+		r.state.Epoch, r.state.EpochPos = r.sampler.Epoch, r.sampler.Pos
+		r.state.ElapsedS = elapsed0 + time.Since(start).Seconds()
+		m.tokensPerS = float64(m.tokens) / time.Since(stepStart).Seconds()
+		r.writeMetric(map[string]any{"kind": "train", "step": r.state.Step, "epoch": r.state.Epoch,
+			"loss": m.loss, "accuracy": m.accuracy, "lr": m.lr, "grad_norm": m.gradNorm,
+			"tokens_per_s": m.tokensPerS, "wall_s": r.state.ElapsedS, "skipped": m.skipped})
+		r.progress.update(r.state.Step, m)
+		if c.Eval.Every > 0 && r.state.Step%c.Eval.Every == 0 && r.state.Step < total {
+			if _, err := r.evaluate(); err != nil {
+				return nil, err
+			}
+		}
+		if c.Checkpoint.Every > 0 && r.state.Step%c.Checkpoint.Every == 0 && r.state.Step < total {
+			if err := r.checkpoint(); err != nil {
+				return nil, err
+			}
+		}
+		if r.opt.AfterStep != nil {
+			r.opt.AfterStep(r.state.Step)
+		}
+	}
+	r.progress.finish()
+	res.Steps = r.state.Step
+	if err := r.checkpoint(); err != nil {
+		return nil, err
+	}
+	if res.Interrupted {
+		r.log.Info("interrupted: checkpoint written; continue with --resume auto", "step", r.state.Step)
+		return res, nil
+	}
+	ev, err := r.evaluate()
+	if err != nil {
+		return nil, err
+	}
+	res.Eval = ev
+	res.ModelDir = filepath.Join(c.Run.Dir, "model")
+	stats := &models.Stats{Extra: map[string]any{"steps": r.state.Step, "trainer": "prism"}}
+	if ev != nil {
+		stats.RewardMean, stats.RewardStd = ev.RewardMean, ev.RewardStd
+	}
+	if err := r.model.Save(res.ModelDir, stats); err != nil {
+		return nil, err
+	}
+	r.log.Info("saved model", "dir", res.ModelDir)
+	return res, nil
+}
+
+func (r *run) checkpoint() error {
+	weights, err := r.model.Values()
+	if err != nil {
+		return err
+	}
+	opt, err := r.adam.State()
+	if err != nil {
+		return err
+	}
+	dir, err := saveCheckpoint(r.cfg.Run.Dir, &r.state, r.model.Config, weights, opt, r.cfg.Checkpoint.Keep)
+	if err != nil {
+		return err
+	}
+	r.log.Debug("checkpoint", "dir", dir)
+	return nil
+}
+
+type stepMetrics struct {
+	loss, accuracy, lr, gradNorm, tokensPerS float64
+	tokens                                   int64
+	skipped                                  bool
+}
+
+// step runs one optimizer step over one batch, in micro-batches whose
+// gradients accumulate.
+func (r *run) step() (m stepMetrics, err error) {
+	c := r.cfg.Train
+	idx := r.sampler.Next(c.BatchSize)
+	if err := r.adam.ZeroGrad(); err != nil {
+		return m, err
+	}
+	n := len(idx)
+	correct := 0
+	for lo := 0; lo < n; lo += c.MicroBatchSize {
+		hi := min(lo+c.MicroBatchSize, n)
+		pairs := make([]data.Pair, 0, hi-lo)
+		for _, i := range idx[lo:hi] {
+			pairs = append(pairs, r.train[i])
+		}
+		// Each micro-batch's mean loss is weighted by its share of the
+		// batch, so the accumulated gradient is that of the batch mean.
+		loss, corr, tokens, err := r.pairLoss(pairs, float64(len(pairs))/float64(n), true)
+		if err != nil {
+			return m, err
+		}
+		m.loss += loss
+		correct += corr
+		m.tokens += tokens
+	}
+	m.accuracy = float64(correct) / float64(n)
+	m.lr = r.sched.LR(r.state.Step)
+	m.gradNorm, err = r.adam.GradNorm()
+	if err != nil {
+		return m, err
+	}
+	if math.IsNaN(m.loss) || math.IsInf(m.loss, 0) || math.IsNaN(m.gradNorm) || math.IsInf(m.gradNorm, 0) {
+		// A non-finite loss or gradient would poison the weights: skip the
+		// update and count it.
+		m.skipped = true
+		r.state.BadSteps++
+		r.log.Warn("non-finite loss or gradient norm: update skipped", "step", r.state.Step+1, "loss", m.loss, "grad_norm", m.gradNorm)
+		return m, nil
+	}
+	if err := r.adam.ClipGradNorm(m.gradNorm, c.MaxGradNorm); err != nil {
+		return m, err
+	}
+	if err := r.adam.Update(m.lr); err != nil {
+		return m, err
+	}
+	r.state.Tokens += m.tokens
+	return m, nil
+}
+
+// pairLoss scores a group of pairs in one forward pass (chosen rows, then
+// rejected rows) and returns the Bradley-Terry loss (scaled by weight) and
+// the number of pairs ranked right. With backward set, it also runs the
+// backward pass.
+func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss float64, correct int, tokens int64, err error) {
+	b := len(pairs)
+	seqs := make([][]int64, 0, 2*b)
+	margins := make([]float32, b)
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].ChosenSeq())
+		margins[i] = float32(pairs[i].Margin)
+	}
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].RejectedSeq())
+	}
+	batch := collate(seqs, r.padID)
+	for _, v := range batch.Mask {
+		tokens += v
+	}
+	rewards, err := r.model.Forward(batch)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var tensors []*ts.Tensor
+	defer func() { dropAll(tensors) }()
+	keep := func(t *ts.Tensor, e error) *ts.Tensor {
+		if e != nil && err == nil {
+			err = e
+		}
+		if t != nil {
+			tensors = append(tensors, t)
+		}
+		return t
+	}
+	keep(rewards, nil)
+	rc := keep(rewards.Narrow(0, 0, int64(b), false))
+	rr := keep(rewards.Narrow(0, int64(b), int64(b), false))
+	diff := keep(rc.Sub(rr, false))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if r.cfg.Train.UseMargin {
+		mt := keep(ts.OfSlice(margins))
+		diff = keep(diff.Sub(mt, false))
+	}
+	l := keep(keep(keep(diff.LogSigmoid(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(-weight), false))
+	if coef := r.cfg.Train.CenterRewardsCoef; coef > 0 {
+		sum := keep(rc.Add(rr, false))
+		center := keep(keep(keep(sum.Square(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(coef*weight), false))
+		l = keep(l.Add(center, false))
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	loss = l.Float64Values()[0]
+	rcv, rrv := rc.Float64Values(), rr.Float64Values()
+	for i := range rcv {
+		if rcv[i] > rrv[i] { // a tie counts as wrong
+			correct++
+		}
+	}
+	if backward {
+		if err := l.Backward(); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return loss, correct, tokens, nil
+}
+
+// collate right-pads sequences into a batch.
+func collate(seqs [][]int64, padID int64) *models.Batch {
+	T := 0
+	for _, s := range seqs {
+		T = max(T, len(s))
+	}
+	b := &models.Batch{B: len(seqs), T: T, IDs: make([]int64, len(seqs)*T), Mask: make([]int64, len(seqs)*T)}
+	for i, s := range seqs {
+		row := b.IDs[i*T : (i+1)*T]
+		for j := range row {
+			row[j] = padID
+		}
+		copy(row, s)
+		for j := range s {
+			b.Mask[i*T+j] = 1
+		}
+	}
+	return b
+}
+
+// evaluate scores the held-out pairs.
+func (r *run) evaluate() (*EvalMetrics, error) {
+	if len(r.eval) == 0 {
+		return nil, nil
+	}
+	ev, err := Evaluate(r.model, r.eval, r.cfg.Eval.BatchSize, r.padID)
+	if err != nil {
+		return nil, err
+	}
+	r.writeMetric(map[string]any{"kind": "eval", "step": r.state.Step, "eval_loss": ev.Loss, "eval_accuracy": ev.Accuracy,
+		"eval_margin": ev.Margin, "eval_reward_mean": ev.RewardMean, "eval_reward_std": ev.RewardStd, "eval_pairs": ev.Pairs})
+	r.log.Info("eval", "step", r.state.Step, "loss", round(ev.Loss), "accuracy", round(ev.Accuracy), "margin", round(ev.Margin))
+	return ev, nil
+}
+
+// Evaluate computes loss, pairwise accuracy (strict: a tie is wrong), mean
+// margin and reward statistics over pairs, without gradients.
+func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int, padID int64) (*EvalMetrics, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var chosen, rejected []float64
+	var err error
+	ts.NoGrad(func() {
+		for lo := 0; lo < len(pairs) && err == nil; lo += batchSize {
+			hi := min(lo+batchSize, len(pairs))
+			var seqs [][]int64
+			for _, p := range pairs[lo:hi] {
+				seqs = append(seqs, p.ChosenSeq())
+			}
+			for _, p := range pairs[lo:hi] {
+				seqs = append(seqs, p.RejectedSeq())
+			}
+			var rw *ts.Tensor
+			rw, err = m.Forward(collate(seqs, padID))
+			if err != nil {
+				return
+			}
+			v := rw.Float64Values()
+			rw.Drop()
+			chosen = append(chosen, v[:hi-lo]...)
+			rejected = append(rejected, v[hi-lo:]...)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pairMetrics(chosen, rejected), nil
+}
+
+// pairMetrics summarises rewards of chosen and rejected responses.
+func pairMetrics(chosen, rejected []float64) *EvalMetrics {
+	n := len(chosen)
+	ev := &EvalMetrics{Pairs: n}
+	var sum, sumSq float64
+	for i := range chosen {
+		d := chosen[i] - rejected[i]
+		ev.Loss += softplus(-d)
+		if d > 0 {
+			ev.Accuracy++
+		}
+		ev.Margin += d
+		for _, x := range []float64{chosen[i], rejected[i]} {
+			sum += x
+			sumSq += x * x
+		}
+	}
+	ev.Loss /= float64(n)
+	ev.Accuracy /= float64(n)
+	ev.Margin /= float64(n)
+	k := float64(2 * n)
+	ev.RewardMean = sum / k
+	ev.RewardStd = math.Sqrt(math.Max(0, sumSq/k-ev.RewardMean*ev.RewardMean))
+	return ev
+}
+
+// softplus(x) = log(1 + e^x), stable for large |x|; -log σ(d) = softplus(-d).
+func softplus(x float64) float64 {
+	if x > 30 {
+		return x
+	}
+	return math.Log1p(math.Exp(x))
+}
+
+func (r *run) writeMetric(m map[string]any) {
+	if r.metrics == nil {
+		return
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	if _, err := r.metrics.Write(append(b, '\n')); err != nil {
+		r.log.Warn("writing metrics", "error", err)
+	}
+}
+
+// trimMetrics drops metric lines past the resumed step: a run killed after
+// its last checkpoint logged steps that the resumed run repeats.
+func (r *run) trimMetrics(step int) error {
+	path := filepath.Join(r.cfg.Run.Dir, "metrics.jsonl")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		var m struct {
+			Step *int `json:"step"`
+		}
+		if json.Unmarshal([]byte(l), &m) != nil {
+			continue // a line cut by the crash
+		}
+		if m.Step != nil && *m.Step > step {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	out := strings.Join(keep, "\n")
+	if out != "" {
+		out += "\n"
+	}
+	return fsutil.WriteFileAtomic(path, []byte(out))
+}
+
+func round(x float64) float64 { return math.Round(x*1e4) / 1e4 }

@@ -1,0 +1,395 @@
+package trainer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"prism/configs"
+	"prism/internal/torch"
+)
+
+// The kill-and-resume tests run the trainer in a child process (this test
+// binary, re-executed) so it can be killed for real.
+const (
+	childEnv   = "PRISM_TRAINER_TEST_CHILD"
+	childCfg   = "PRISM_TRAINER_TEST_CONFIG"
+	childDelay = "PRISM_TRAINER_TEST_DELAY_MS"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(child())
+	}
+	if _, err := torch.Setup(0); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+// child trains from $PRISM_TRAINER_TEST_CONFIG, resuming when
+// $PRISM_TRAINER_TEST_CHILD is "resume", sleeping after each step when
+// asked to (so that the parent can kill it mid-run).
+func child() int {
+	if _, err := torch.Setup(0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cfg, err := configs.Load(os.Getenv(childCfg), nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	delay, _ := strconv.Atoi(os.Getenv(childDelay))
+	resume := ""
+	if os.Getenv(childEnv) == "resume" {
+		resume = "auto"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := Run(ctx, cfg, Options{Resume: resume, AfterStep: func(int) {
+		time.Sleep(time.Duration(delay) * time.Millisecond)
+	}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if res.Interrupted {
+		fmt.Println("interrupted at", res.Steps)
+	}
+	return 0
+}
+
+// smallConfig writes an experiment for a fast run into dir.
+func smallConfig(t *testing.T, dir string, extra string) string {
+	t.Helper()
+	y := fmt.Sprintf(`run:
+  dir: %s
+  log_every: 1000
+data:
+  synthetic_pairs: 400
+train:
+  steps: 40
+  batch_size: 16
+  micro_batch_size: 8
+  warmup_steps: 5
+  weight_decay: 0.01
+eval:
+  every: 15
+checkpoint:
+  every: 4
+  keep: 2
+%s`, filepath.Join(dir, "run"), extra)
+	p := filepath.Join(dir, "exp.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startChild(t *testing.T, cfg, mode string, delayMS int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, childCfg+"="+cfg, childDelay+"="+strconv.Itoa(delayMS))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("child output:\n%s", out.String())
+		}
+	})
+	return cmd
+}
+
+func runChild(t *testing.T, cfg, mode string) {
+	t.Helper()
+	cmd := startChild(t, cfg, mode, 0)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child %s: %v", mode, err)
+	}
+}
+
+// waitCheckpoint waits until the run has a checkpoint at or past step.
+func waitCheckpoint(t *testing.T, runDir string, step int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		cks, _ := listCheckpoints(runDir)
+		if len(cks) > 0 {
+			n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(cks[0]), checkpointGlob))
+			if n >= step {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no checkpoint at step %d within a minute", step)
+}
+
+func finalWeights(t *testing.T, runDir string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(runDir, "model", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func finalOptimizer(t *testing.T, runDir string) []byte {
+	t.Helper()
+	cks, err := listCheckpoints(runDir)
+	if err != nil || len(cks) == 0 {
+		t.Fatalf("no checkpoints in %s: %v", runDir, err)
+	}
+	b, err := os.ReadFile(filepath.Join(cks[0], optimizerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestKillAndResumeIsBitwise: a run SIGKILLed twice and resumed with
+// --resume auto ends with the same bytes as one that never stopped.
+func TestKillAndResumeIsBitwise(t *testing.T) {
+	for _, preset := range []string{"tiny-llama", "tiny-mistral"} {
+		t.Run(preset, func(t *testing.T) {
+			ref := t.TempDir()
+			refCfg := smallConfig(t, ref, "model:\n  preset: "+preset+"\n")
+			runChild(t, refCfg, "fresh")
+
+			dir := t.TempDir()
+			cfg := smallConfig(t, dir, "model:\n  preset: "+preset+"\n")
+			runDir := filepath.Join(dir, "run")
+			for i, kill := range []int{9, 22} {
+				mode := "fresh"
+				if i > 0 {
+					mode = "resume"
+				}
+				cmd := startChild(t, cfg, mode, 15)
+				waitCheckpoint(t, runDir, kill)
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				_ = cmd.Wait()
+			}
+			runChild(t, cfg, "resume")
+
+			if !bytes.Equal(finalWeights(t, ref+"/run"), finalWeights(t, runDir)) {
+				t.Fatal("final weights differ from the uninterrupted run")
+			}
+			if !bytes.Equal(finalOptimizer(t, ref+"/run"), finalOptimizer(t, runDir)) {
+				t.Fatal("final optimizer state differs from the uninterrupted run")
+			}
+			// The metrics of the steps repeated after a kill are not doubled.
+			b, _ := os.ReadFile(filepath.Join(runDir, "metrics.jsonl"))
+			if n := strings.Count(string(b), `"kind":"train"`); n != 40 {
+				t.Errorf("metrics.jsonl has %d train lines, want 40", n)
+			}
+		})
+	}
+}
+
+// TestSIGINTCheckpointsAndResumes: SIGINT finishes the step, writes a
+// checkpoint and exits 0; resuming ends where an uninterrupted run does.
+func TestSIGINTCheckpointsAndResumes(t *testing.T) {
+	ref := t.TempDir()
+	runChild(t, smallConfig(t, ref, ""), "fresh")
+
+	dir := t.TempDir()
+	cfg := smallConfig(t, dir, "")
+	runDir := filepath.Join(dir, "run")
+	cmd := startChild(t, cfg, "fresh", 20)
+	waitCheckpoint(t, runDir, 8)
+	start := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("interrupted run did not exit 0: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("exit took %v after SIGINT", d)
+	}
+	st, err := verifyCheckpoint(mustNewest(t, runDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step < 8 || st.Step >= 40 {
+		t.Fatalf("interrupt checkpoint at step %d", st.Step)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "model")); err == nil {
+		t.Error("an interrupted run saved a final model")
+	}
+	runChild(t, cfg, "resume")
+	if !bytes.Equal(finalWeights(t, ref+"/run"), finalWeights(t, runDir)) {
+		t.Fatal("weights after SIGINT + resume differ from the uninterrupted run")
+	}
+}
+
+func mustNewest(t *testing.T, runDir string) string {
+	cks, err := listCheckpoints(runDir)
+	if err != nil || len(cks) == 0 {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	return cks[0]
+}
+
+// TestResumeSkipsDamagedCheckpoint: --resume auto falls back past a
+// damaged newest checkpoint; naming the damaged one is an error.
+func TestResumeSkipsDamagedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := smallConfig(t, dir, "")
+	cfg, err := configs.Load(cfgPath, []string{"train.steps=12"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	runDir := cfg.Run.Dir
+	cks, _ := listCheckpoints(runDir)
+	if len(cks) != 2 {
+		t.Fatalf("keep=2 left %d checkpoints", len(cks))
+	}
+	newest, older := cks[0], cks[1]
+	// Truncate the newest checkpoint's weights.
+	w := filepath.Join(newest, modelSubdir, "model.safetensors")
+	b, _ := os.ReadFile(w)
+	if err := os.WriteFile(w, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = verifyCheckpoint(newest)
+	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("damaged checkpoint: %v", err)
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	dir2, st, err := findResume(runDir, "auto", logger.Warn)
+	if err != nil || dir2 != older || st.Step != 8 {
+		t.Fatalf("auto picked %s (step %v), %v; want %s", dir2, st, err, older)
+	}
+	if !strings.Contains(logs.String(), "does not verify") {
+		t.Errorf("no warning about the damaged checkpoint: %s", logs.String())
+	}
+	// Resuming by path to the damaged one fails.
+	cfg2, _ := configs.Load(cfgPath, []string{"train.steps=16"}, nil)
+	if _, err := Run(context.Background(), cfg2, Options{Resume: newest}); err == nil || !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("resume from a damaged checkpoint: %v", err)
+	}
+	// Missing manifest.
+	os.Remove(filepath.Join(older, manifestFile))
+	if _, err := verifyCheckpoint(older); err == nil || !strings.Contains(err.Error(), "no manifest") {
+		t.Fatalf("checkpoint without manifest: %v", err)
+	}
+}
+
+func TestNewRunRefusesOldCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := configs.Load(smallConfig(t, dir, ""), []string{"train.steps=4"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "--resume auto") {
+		t.Fatalf("second fresh run over the same folder: %v", err)
+	}
+	// Resuming under a different optimisation setup is refused.
+	cfg2, _ := configs.Load(filepath.Join(dir, "exp.yaml"), []string{"train.steps=4", "train.learning_rate=0.5"}, nil)
+	if _, err := Run(context.Background(), cfg2, Options{Resume: "auto"}); err == nil || !strings.Contains(err.Error(), "train section") {
+		t.Fatalf("resume with another learning rate: %v", err)
+	}
+}
+
+// TestLearnsSyntheticTask: tiny Llama and Mistral models reach high
+// held-out accuracy on the learnable synthetic task, and the loss curve is
+// in the metrics file.
+func TestLearnsSyntheticTask(t *testing.T) {
+	for _, tt := range []struct {
+		preset string
+		extra  []string
+	}{
+		{"tiny-llama", nil},
+		// Sequences within the receptive field of Mistral's short window.
+		{"tiny-mistral", []string{"data.synthetic_max_length=12"}},
+	} {
+		t.Run(tt.preset, func(t *testing.T) {
+			dir := t.TempDir()
+			sets := append([]string{"run.dir=" + filepath.Join(dir, "run"), "model.preset=" + tt.preset,
+				"eval.every=0", "checkpoint.every=0"}, tt.extra...)
+			cfg, err := configs.Load("", sets, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), cfg, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Eval == nil || res.Eval.Accuracy < 0.9 {
+				t.Fatalf("held-out accuracy %+v, want >= 0.9", res.Eval)
+			}
+			b, _ := os.ReadFile(filepath.Join(cfg.Run.Dir, "metrics.jsonl"))
+			if n := strings.Count(string(b), `"kind":"train"`); n != res.Steps {
+				t.Errorf("%d train lines for %d steps", n, res.Steps)
+			}
+			t.Logf("%s: %d steps, held-out accuracy %.3f, loss %.3f", tt.preset, res.Steps, res.Eval.Accuracy, res.Eval.Loss)
+		})
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	tests := []struct {
+		s    Schedule
+		step int
+		want float64
+	}{
+		{Schedule{Base: 1, Warmup: 10, Total: 110, Kind: "cosine"}, 0, 0},
+		{Schedule{Base: 1, Warmup: 10, Total: 110, Kind: "cosine"}, 5, 0.5},
+		{Schedule{Base: 1, Warmup: 10, Total: 110, Kind: "cosine"}, 10, 1},
+		{Schedule{Base: 1, Warmup: 10, Total: 110, Kind: "cosine"}, 60, 0.5},
+		{Schedule{Base: 1, Warmup: 10, Total: 110, Kind: "cosine"}, 110, 0},
+		{Schedule{Base: 2, Warmup: 0, Total: 100, Kind: "linear"}, 25, 1.5},
+		{Schedule{Base: 2, Warmup: 0, Total: 100, Kind: "linear", MinRatio: 0.1}, 100, 0.2},
+		{Schedule{Base: 2, Warmup: 4, Total: 100, Kind: "constant"}, 2, 1},
+		{Schedule{Base: 2, Warmup: 4, Total: 100, Kind: "constant"}, 50, 2},
+	}
+	for _, tt := range tests {
+		if got := tt.s.LR(tt.step); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("%+v LR(%d) = %v, want %v", tt.s, tt.step, got, tt.want)
+		}
+	}
+}
+
+func TestPairMetricsTiesAreWrong(t *testing.T) {
+	ev := pairMetrics([]float64{1, 2, 3, 0}, []float64{0, 2, 4, -1})
+	if ev.Accuracy != 0.5 {
+		t.Errorf("accuracy %v, want 0.5 (a tie counts as wrong)", ev.Accuracy)
+	}
+	if math.Abs(ev.Margin-0.25) > 1e-12 {
+		t.Errorf("margin %v, want 0.25", ev.Margin)
+	}
+	wantLoss := (softplus(-1) + softplus(0) + softplus(1) + softplus(-1)) / 4
+	if math.Abs(ev.Loss-wantLoss) > 1e-12 {
+		t.Errorf("loss %v, want %v", ev.Loss, wantLoss)
+	}
+	if math.Abs(ev.RewardMean-1.375) > 1e-12 {
+		t.Errorf("reward mean %v", ev.RewardMean)
+	}
+}
