@@ -60,6 +60,14 @@ type Data struct {
 	SyntheticMaxLength int     `mapstructure:"synthetic_max_length" yaml:"synthetic_max_length"`
 }
 
+// MicroBatch is the number of pairs per forward pass.
+func (t Train) MicroBatch() int {
+	if t.MicroBatchSize == 0 {
+		return t.BatchSize
+	}
+	return t.MicroBatchSize
+}
+
 // Train holds the optimisation settings.
 type Train struct {
 	Steps              int     `mapstructure:"steps" yaml:"steps"`

@@ -135,3 +135,20 @@ func TestValidateReportsKey(t *testing.T) {
 		t.Fatalf("got %v", fe)
 	}
 }
+
+// TestExperimentFilesLoad: every experiment file in the repository is
+// valid.
+func TestExperimentFilesLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "experiments", "*", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no experiment files found")
+	}
+	for _, f := range files {
+		if _, err := Load(f, nil, nil); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -94,7 +94,7 @@ func (c *Config) Validate() error {
 		nonNegative("train.epochs", t.Epochs)
 	}
 	positive("train.batch_size", t.BatchSize)
-	positive("train.micro_batch_size", t.MicroBatchSize)
+	nonNegative("train.micro_batch_size", t.MicroBatchSize)
 	if t.BatchSize >= 1 && t.MicroBatchSize >= 1 && t.BatchSize%t.MicroBatchSize != 0 {
 		bad("train.micro_batch_size", "must divide train.batch_size (%d), got %d", t.BatchSize, t.MicroBatchSize)
 	}

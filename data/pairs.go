@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -162,7 +163,7 @@ func decodeTokenRow(b []byte, vocab int) (Pair, error) {
 	if err := check("prompt_ids", row.PromptIDs, false); err != nil {
 		return Pair{}, err
 	}
-	if equalIDs(row.ChosenIDs, row.RejectedIDs) {
+	if slices.Equal(row.ChosenIDs, row.RejectedIDs) {
 		return Pair{}, errors.New("chosen_ids and rejected_ids are identical")
 	}
 	p := Pair{Prompt: row.PromptIDs, Chosen: row.ChosenIDs, Rejected: row.RejectedIDs, Tags: row.Tags}
@@ -173,18 +174,6 @@ func decodeTokenRow(b []byte, vocab int) (Pair, error) {
 		p.Margin = *row.Margin
 	}
 	return p, nil
-}
-
-func equalIDs(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Truncation says what happens to pairs longer than the maximum length.
@@ -225,7 +214,7 @@ func Fit(pairs []Pair, maxLen int, policy Truncation) (out []Pair, dropped, trun
 				q.Rejected = q.Rejected[len(q.Rejected)-maxLen:]
 			}
 		}
-		if equalIDs(concat(q.Prompt, q.Chosen), concat(q.Prompt, q.Rejected)) {
+		if slices.Equal(concat(q.Prompt, q.Chosen), concat(q.Prompt, q.Rejected)) {
 			dropped++ // cutting made the two sides identical
 			continue
 		}

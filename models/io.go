@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -74,7 +75,7 @@ func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadI
 				f.Close()
 				return fail(fmt.Errorf("%s: tensor %q appears in two shards", path, ti.Name))
 			}
-			if !equalShape(ti.Shape, shape) {
+			if !slices.Equal(ti.Shape, shape) {
 				f.Close()
 				return fail(fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, ti.Name, ti.Shape, shape))
 			}

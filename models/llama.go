@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"github.com/sugarme/gotch"
@@ -131,7 +132,7 @@ func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m 
 		if err != nil {
 			return nil, err
 		}
-		if !equalShape(got, shape) {
+		if !slices.Equal(got, shape) {
 			w.Drop()
 			return nil, fmt.Errorf("weight %s has shape %v, the config says %v", name, got, shape)
 		}
@@ -439,18 +440,6 @@ func tensorFloat32(t *ts.Tensor) ([]float32, error) {
 	return v, nil
 }
 
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // float32Bytes views float32 values as little-endian bytes (the host
 // order on every platform libtorch supports).
 func float32Bytes(v []float32) []byte {
@@ -465,4 +454,29 @@ func int64Bytes(v []int64) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 8*len(v))
+}
+
+// Float64s copies a tensor's values out as float64. The tensor is detached
+// first, so no copy made here holds a reference to an autograd graph, and
+// every temporary is freed before returning (gotch's Float64Values leaves
+// its copy to the garbage collector).
+func Float64s(t *ts.Tensor) ([]float64, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	d, err := t.Detach(false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Drop()
+	c, err := d.ToDevice(gotch.CPU, gotch.Double, false, true, false)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Drop()
+	n := c.Numel()
+	v := make([]float64, n)
+	if err := c.CopyData(v, n); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

@@ -87,8 +87,12 @@ func (o *AdamW) GradNorm() (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		x := n.Float64Values()[0]
+		v, err := models.Float64s(n)
 		n.Drop()
+		if err != nil {
+			return 0, err
+		}
+		x := v[0]
 		ss += x * x
 	}
 	return math.Sqrt(ss), nil

@@ -69,7 +69,6 @@ type run struct {
 	train    []data.Pair
 	eval     []data.Pair
 	sampler  *data.Sampler
-	padID    int64
 	state    State
 	metrics  *os.File
 	progress *progress
@@ -206,9 +205,6 @@ func (r *run) setup() error {
 	}
 	if err != nil {
 		return err
-	}
-	if r.model.Config.PadTokenID != nil {
-		r.padID = int64(*r.model.Config.PadTokenID)
 	}
 	if r.trained, err = selectTrainable(r.model, c.Train.Trainable, c.Train.TrainableTopLayers); err != nil {
 		return err
@@ -445,8 +441,8 @@ func (r *run) step() (m stepMetrics, err error) {
 	}
 	n := len(idx)
 	correct := 0
-	for lo := 0; lo < n; lo += c.MicroBatchSize {
-		hi := min(lo+c.MicroBatchSize, n)
+	for lo := 0; lo < n; lo += c.MicroBatch() {
+		hi := min(lo+c.MicroBatch(), n)
 		pairs := make([]data.Pair, 0, hi-lo)
 		for _, i := range idx[lo:hi] {
 			pairs = append(pairs, r.train[i])
@@ -500,7 +496,7 @@ func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss f
 	for i := range pairs {
 		seqs = append(seqs, pairs[i].RejectedSeq())
 	}
-	batch := collate(seqs, r.padID)
+	batch := models.Collate(seqs, r.model.PadID())
 	for _, v := range batch.Mask {
 		tokens += v
 	}
@@ -539,8 +535,19 @@ func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss f
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	loss = l.Float64Values()[0]
-	rcv, rrv := rc.Float64Values(), rr.Float64Values()
+	lv, err := models.Float64s(l)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	loss = lv[0]
+	rcv, err := models.Float64s(rc)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	rrv, err := models.Float64s(rr)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	for i := range rcv {
 		if rcv[i] > rrv[i] { // a tie counts as wrong
 			correct++
@@ -554,32 +561,12 @@ func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss f
 	return loss, correct, tokens, nil
 }
 
-// collate right-pads sequences into a batch.
-func collate(seqs [][]int64, padID int64) *models.Batch {
-	T := 0
-	for _, s := range seqs {
-		T = max(T, len(s))
-	}
-	b := &models.Batch{B: len(seqs), T: T, IDs: make([]int64, len(seqs)*T), Mask: make([]int64, len(seqs)*T)}
-	for i, s := range seqs {
-		row := b.IDs[i*T : (i+1)*T]
-		for j := range row {
-			row[j] = padID
-		}
-		copy(row, s)
-		for j := range s {
-			b.Mask[i*T+j] = 1
-		}
-	}
-	return b
-}
-
 // evaluate scores the held-out pairs.
 func (r *run) evaluate() (*EvalMetrics, error) {
 	if len(r.eval) == 0 {
 		return nil, nil
 	}
-	ev, err := Evaluate(r.model, r.eval, r.cfg.Eval.BatchSize, r.padID)
+	ev, err := Evaluate(r.model, r.eval, 2*r.cfg.Eval.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -591,36 +578,19 @@ func (r *run) evaluate() (*EvalMetrics, error) {
 
 // Evaluate computes loss, pairwise accuracy (strict: a tie is wrong), mean
 // margin and reward statistics over pairs, without gradients.
-func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int, padID int64) (*EvalMetrics, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var chosen, rejected []float64
-	var err error
-	ts.NoGrad(func() {
-		for lo := 0; lo < len(pairs) && err == nil; lo += batchSize {
-			hi := min(lo+batchSize, len(pairs))
-			var seqs [][]int64
-			for _, p := range pairs[lo:hi] {
-				seqs = append(seqs, p.ChosenSeq())
-			}
-			for _, p := range pairs[lo:hi] {
-				seqs = append(seqs, p.RejectedSeq())
-			}
-			var rw *ts.Tensor
-			rw, err = m.Forward(collate(seqs, padID))
-			if err != nil {
-				return
-			}
-			v := rw.Float64Values()
-			rw.Drop()
-			chosen = append(chosen, v[:hi-lo]...)
-			rejected = append(rejected, v[hi-lo:]...)
-		}
-	})
+func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int) (*EvalMetrics, error) {
+	seqs := make([][]int64, 0, 2*len(pairs))
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].ChosenSeq())
+	}
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].RejectedSeq())
+	}
+	r, err := m.Score(seqs, batchSize)
 	if err != nil {
 		return nil, err
 	}
-	return pairMetrics(chosen, rejected), nil
+	return pairMetrics(r[:len(pairs)], r[len(pairs):]), nil
 }
 
 // pairMetrics summarises rewards of chosen and rejected responses.

@@ -9,12 +9,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"runtime"
-	"sort"
 
 	"github.com/spf13/cobra"
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"prism/internal/fsutil"
 	"prism/models"
@@ -54,7 +51,7 @@ func newScoreCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
-			rewards, err := scoreSeqs(m, rows, batch)
+			rewards, err := m.Score(rows, batch)
 			if err != nil {
 				return err
 			}
@@ -109,51 +106,4 @@ func readScoreRows(path string) ([][]int64, error) {
 		}
 	}
 	return rows, nil
-}
-
-// scoreSeqs scores sequences in batches of similar length (less padding)
-// and returns rewards in input order.
-func scoreSeqs(m *models.RewardModel, rows [][]int64, batch int) ([]float64, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	order := make([]int, len(rows))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return len(rows[order[a]]) < len(rows[order[b]]) })
-	pad := int64(0)
-	if m.Config.PadTokenID != nil {
-		pad = int64(*m.Config.PadTokenID)
-	}
-	out := make([]float64, len(rows))
-	var err error
-	ts.NoGrad(func() {
-		for lo := 0; lo < len(order) && err == nil; lo += batch {
-			hi := min(lo+batch, len(order))
-			T := 0
-			for _, i := range order[lo:hi] {
-				T = max(T, len(rows[i]))
-			}
-			b := &models.Batch{B: hi - lo, T: T, IDs: make([]int64, (hi-lo)*T), Mask: make([]int64, (hi-lo)*T)}
-			for r, i := range order[lo:hi] {
-				for j := 0; j < T; j++ {
-					b.IDs[r*T+j] = pad
-				}
-				for j, id := range rows[i] {
-					b.IDs[r*T+j] = id
-					b.Mask[r*T+j] = 1
-				}
-			}
-			var rw *ts.Tensor
-			if rw, err = m.Forward(b); err != nil {
-				return
-			}
-			v := rw.Float64Values()
-			rw.Drop()
-			for r, i := range order[lo:hi] {
-				out[i] = v[r]
-			}
-		}
-	})
-	return out, err
 }

@@ -17,19 +17,19 @@ func newTrainCmd(g *globals) *cobra.Command {
 		sets    []string
 	)
 	cmd := &cobra.Command{
-		Use:   "train --config F.yaml",
+		Use:   "train [--config F.yaml]",
 		Short: "Train a reward model from an experiment file",
 		Long: `Train a reward model as an experiment file describes (see configs/default.yaml
 for every key and its default). Keys can be overridden with PRISM_<KEY>
 environment variables and --set key=value flags.
 
+Without --config, the embedded defaults run: a tiny Llama on the built-in
+synthetic task, in runs/default.
+
 On SIGINT or SIGTERM the current step finishes, a checkpoint is written and
 prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cfgPath == "" {
-				return fmt.Errorf("--config is required")
-			}
 			cfg, err := configs.Load(cfgPath, sets, os.Environ())
 			if err != nil {
 				return err
@@ -54,7 +54,7 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "experiment YAML file")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "experiment YAML file (default: the embedded defaults)")
 	cmd.Flags().StringVar(&resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
 	return cmd

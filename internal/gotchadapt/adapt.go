@@ -31,7 +31,7 @@ import (
 
 // Version changes whenever the adaptation's output would change, so that
 // old build folders are rebuilt.
-const Version = "3"
+const Version = "5"
 
 // GotchVersion is the gotch release the adaptation is written for.
 const GotchVersion = "v0.9.1"
@@ -412,13 +412,37 @@ func patchOutputs(root string) error {
 		if f == "tensor-generated.go" && n < 1000 {
 			return fmt.Errorf("%s: only %d output allocations patched (not gotch %s?)", p, n, GotchVersion)
 		}
+		if f == "tensor-generated.go" {
+			// In-place operations return a new handle to the same tensor
+			// and gotch swaps it in without freeing the old one. The old
+			// handle holds a reference, so a temporary modified in place
+			// was never freed: about a megabyte per step of a tiny model.
+			k := 0
+			for i, l := range lines {
+				if strings.TrimSpace(l) == "ts.ctensor = *ptr" {
+					lines[i] = strings.Replace(l, "ts.ctensor = *ptr", "lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr", 1)
+					k++
+				}
+			}
+			if k < 100 {
+				return fmt.Errorf("%s: only %d in-place operations patched (not gotch %s?)", p, k, GotchVersion)
+			}
+		}
 		s := strings.Join(lines, "\n")
 		if f == "tensor.go" {
-			const big = "\tx.d = new(bigStruct)\n"
-			if !strings.Contains(s, big) {
-				return fmt.Errorf("%s: expected text not found (not gotch %s?): %q", p, GotchVersion, big)
+			// Float64Values leaves its float64 copy to the finalizer; the
+			// copy of a tensor inside an autograd graph keeps the whole
+			// graph (every saved activation) alive until the collector
+			// happens to run.
+			for _, r := range [][2]string{
+				{"\tx.d = new(bigStruct)\n", ""},
+				{"\t// float64Ts.MustDrop()\n", "\tfloat64Ts.MustDrop()\n"},
+			} {
+				if !strings.Contains(s, r[0]) {
+					return fmt.Errorf("%s: expected text not found (not gotch %s?): %q", p, GotchVersion, r[0])
+				}
+				s = strings.Replace(s, r[0], r[1], 1)
 			}
-			s = strings.Replace(s, big, "", 1)
 		}
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			return err

@@ -1,0 +1,164 @@
+package data
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestReadTokenPairs(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "pairs.jsonl")
+	content := `{"prompt_ids":[1,5],"chosen_ids":[7,8,2],"rejected_ids":[9,2],"margin":0.5,"tags":{"k":"v"}}
+
+{"chosen_ids":[3],"rejected_ids":[4]}
+`
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pairs, err := ReadTokenPairs(p, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != 2 || pairs[0].Margin != 0.5 || pairs[0].Tags["k"] != "v" || pairs[1].ID != 1 {
+		t.Fatalf("got %+v", pairs)
+	}
+	if got := pairs[0].ChosenSeq(); !reflect.DeepEqual(got, []int64{1, 5, 7, 8, 2}) {
+		t.Errorf("ChosenSeq = %v", got)
+	}
+}
+
+func TestReadTokenPairsErrors(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{"invalid json", `{"chosen_ids":[1],"rejected_ids":[2]}` + "\n{oops}\n", "pairs.jsonl:2"},
+		{"missing field", `{"chosen_ids":[1]}`, `field "rejected_ids" is missing`},
+		{"empty field", `{"chosen_ids":[],"rejected_ids":[2]}`, `field "chosen_ids" is empty`},
+		{"wrong type", `{"chosen_ids":"abc","rejected_ids":[2]}`, `field "chosen_ids"`},
+		{"unknown field", `{"chosen_ids":[1],"rejected_ids":[2],"chosen":"x"}`, `unknown field "chosen"`},
+		{"identical", `{"chosen_ids":[1,2],"rejected_ids":[1,2]}`, "identical"},
+		{"out of vocab", `{"chosen_ids":[1,99],"rejected_ids":[2]}`, "outside the vocabulary"},
+		{"negative id", `{"chosen_ids":[1],"rejected_ids":[-2]}`, "outside the vocabulary"},
+		{"invalid utf8", "{\"chosen_ids\":[1],\"rejected_ids\":[2],\"tags\":{\"a\":\"\xff\"}}", "UTF-8"},
+		{"two values", `{"chosen_ids":[1],"rejected_ids":[2]} {}`, "more than one JSON value"},
+		{"empty file", "\n\n", "no pairs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "pairs.jsonl")
+			if err := os.WriteFile(p, []byte(tt.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadTokenPairs(p, 16)
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "pairs.jsonl") {
+				t.Fatalf("err = %v, want ErrInvalid naming the file and %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLongLineIsAnError(t *testing.T) {
+	long := strings.Repeat("1,", MaxLineBytes/2+10)
+	content := `{"chosen_ids":[1],"rejected_ids":[2]}` + "\n" + `{"chosen_ids":[` + long + `1],"rejected_ids":[2]}` + "\n"
+	_, err := decodeTokenPairs(strings.NewReader(content), "big.jsonl", 16)
+	if err == nil || !strings.Contains(err.Error(), "big.jsonl:2: line longer than") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFit(t *testing.T) {
+	pairs := []Pair{
+		{Prompt: []int64{1, 2, 3}, Chosen: []int64{4, 5}, Rejected: []int64{6}},       // 5 and 4 tokens
+		{Prompt: []int64{1, 2, 3, 4, 5}, Chosen: []int64{6, 7}, Rejected: []int64{8}}, // 7 and 6
+		{Prompt: []int64{1}, Chosen: []int64{9, 9, 9, 9, 9, 6}, Rejected: []int64{8, 8, 9, 9, 9, 6}},
+	}
+	kept, dropped, truncated := Fit(pairs, 5, Drop)
+	if len(kept) != 1 || dropped != 2 || truncated != 0 {
+		t.Errorf("drop: kept %d dropped %d truncated %d", len(kept), dropped, truncated)
+	}
+	kept, dropped, truncated = Fit(pairs, 5, Left)
+	if len(kept) != 3 || dropped != 0 || truncated != 2 {
+		t.Fatalf("left: kept %d dropped %d truncated %d", len(kept), dropped, truncated)
+	}
+	if got := kept[1].ChosenSeq(); !reflect.DeepEqual(got, []int64{3, 4, 5, 6, 7}) {
+		t.Errorf("left truncation kept %v, want the end [3 4 5 6 7]", got)
+	}
+	if got := kept[2].ChosenSeq(); len(got) != 5 || got[4] != 6 {
+		t.Errorf("over-long response kept %v, want its last 5 tokens", got)
+	}
+	// Cutting to identical sequences drops the pair.
+	same := []Pair{{Chosen: []int64{1, 2, 3}, Rejected: []int64{4, 2, 3}}}
+	if kept, dropped, _ := Fit(same, 2, Left); len(kept) != 0 || dropped != 1 {
+		t.Errorf("identical after truncation: kept %d dropped %d", len(kept), dropped)
+	}
+}
+
+func TestSplitAndSampler(t *testing.T) {
+	pairs, err := Synthetic(100, 4, 10, 128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, eval := Split(pairs, 0.1, 3)
+	if len(train) != 90 || len(eval) != 10 {
+		t.Fatalf("split %d/%d", len(train), len(eval))
+	}
+	seen := map[int]bool{}
+	for _, p := range append(append([]Pair{}, train...), eval...) {
+		if seen[p.ID] {
+			t.Fatalf("pair %d in both splits", p.ID)
+		}
+		seen[p.ID] = true
+	}
+	s := NewSampler(10, 7)
+	var epoch0 []int
+	for _, k := range []int{4, 4, 4} {
+		epoch0 = append(epoch0, s.Next(k)...)
+	}
+	if len(epoch0) != 10 {
+		t.Fatalf("an epoch of 10 in batches of 4 gave %d items", len(epoch0))
+	}
+	first := s.Next(4)
+	if s.Epoch != 1 {
+		t.Fatalf("epoch %d after the first epoch", s.Epoch)
+	}
+	// A sampler restored from (epoch, pos) continues identically.
+	r := NewSampler(10, 7)
+	r.Epoch, r.Pos = 1, 4
+	if got, want := r.Next(4), s.Next(4); !reflect.DeepEqual(got, want) {
+		t.Errorf("restored sampler gave %v, original %v", got, want)
+	}
+	if reflect.DeepEqual(first, epoch0[:4]) {
+		t.Error("epoch 1 repeats epoch 0's order")
+	}
+}
+
+func TestSyntheticIsLearnableAndDeterministic(t *testing.T) {
+	a, _ := Synthetic(200, 4, 16, 128, 5)
+	b, _ := Synthetic(200, 4, 16, 128, 5)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("same seed, different data")
+	}
+	good := func(ids []int64) int {
+		n := 0
+		for _, id := range ids {
+			if id >= 3 && id < 19 {
+				n++
+			}
+		}
+		return n
+	}
+	for _, p := range a {
+		if good(p.Chosen) <= good(p.Rejected) {
+			t.Fatalf("pair %d: chosen has %d good tokens, rejected %d", p.ID, good(p.Chosen), good(p.Rejected))
+		}
+		if l := len(p.Chosen); l < 4 || l > 16 {
+			t.Fatalf("length %d outside [4,16]", l)
+		}
+	}
+	if _, err := Synthetic(10, 4, 16, 20, 1); err == nil {
+		t.Error("tiny vocabulary accepted")
+	}
+}

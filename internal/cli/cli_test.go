@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := NewRoot(&out, &errb)
+	root.SetArgs(args)
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := run(t, "version", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r versionReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Prism != Version || r.Torch.LibtorchVersion == "" || r.Torch.Threads < 1 || r.Torch.Generated == 0 {
+		t.Fatalf("report %+v", r)
+	}
+	out, _, err = run(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"libtorch", "blas", "threads", "generated functions disabled"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestTrainBadConfigs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"train", "--config", filepath.Join(dir, "missing.yaml")}, []string{"missing.yaml", "no such file"}},
+		{[]string{"train", "--config", write("typo.yaml", "train:\n  epochz: 3\n")}, []string{"typo.yaml:2", "unknown key train.epochz", "did you mean train.epochs"}},
+		{[]string{"train", "--config", write("type.yaml", "train:\n  epochs: many\n")}, []string{"type.yaml:2", "train.epochs"}},
+		{[]string{"train", "--config", write("data.yaml", "run:\n  dir: "+filepath.Join(dir, "r")+"\ndata:\n  train: "+filepath.Join(dir, "nope.jsonl")+"\n")}, []string{"nope.jsonl"}},
+		{[]string{"train", "--config", write("model.yaml", "run:\n  dir: "+filepath.Join(dir, "r2")+"\nmodel:\n  preset: \"\"\n  path: "+filepath.Join(dir, "nomodel")+"\n")}, []string{"nomodel", "config.json"}},
+		{[]string{"train", "--config", write("preset.yaml", "run:\n  dir: "+filepath.Join(dir, "r3")+"\nmodel:\n  preset: huge\n")}, []string{"unknown model preset \"huge\""}},
+		{[]string{"train", "--config", write("ok.yaml", ""), "--set", "train.lr=1"}, []string{"--set train.lr", "unknown key"}},
+	}
+	for _, tt := range tests {
+		_, _, err := run(t, tt.args...)
+		if err == nil {
+			t.Errorf("%v: no error", tt.args)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q lacks %q", tt.args, err, w)
+			}
+		}
+	}
+}
+
+// TestTrainThenScore trains a tiny model, then checks the score contract:
+// one {"reward": x} per input row, in input order, equal whether rows are
+// scored alone or in a batch.
+func TestTrainThenScore(t *testing.T) {
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	out, _, err := run(t, "train", "--set", "run.dir="+runDir, "--set", "train.steps=5", "--set", "data.synthetic_pairs=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "model saved to") {
+		t.Errorf("train output: %s", out)
+	}
+	in := filepath.Join(dir, "in.jsonl")
+	rows := "{\"input_ids\":[1,5,6,7,2]}\n{\"input_ids\":[1,40,41,42,43,44,45,2]}\n\n{\"input_ids\":[1,3]}\n"
+	if err := os.WriteFile(in, []byte(rows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(runDir, "model")
+	stdout, _, err := run(t, "score", "--model", model, "--input", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batched := parseRewards(t, stdout)
+	if len(batched) != 3 {
+		t.Fatalf("%d rewards for 3 rows: %s", len(batched), stdout)
+	}
+	outFile := filepath.Join(dir, "out.jsonl")
+	if _, _, err := run(t, "score", "--model", model, "--input", in, "--output", outFile, "--batch-size", "1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(outFile)
+	alone := parseRewards(t, string(b))
+	for i := range batched {
+		if d := batched[i] - alone[i]; d > 1e-5 || d < -1e-5 {
+			t.Errorf("row %d: %v in a batch, %v alone", i, batched[i], alone[i])
+		}
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"input_ids\":[1,2]}\n{\"input_ids\":[1,999]}\n"), 0o644)
+	if _, _, err := run(t, "score", "--model", model, "--input", bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2") {
+		t.Errorf("out-of-vocabulary id: %v", err)
+	}
+	os.WriteFile(bad, []byte("{\"ids\":[1,2]}\n"), 0o644)
+	if _, _, err := run(t, "score", "--model", model, "--input", bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:1") {
+		t.Errorf("unknown field: %v", err)
+	}
+}
+
+func parseRewards(t *testing.T, s string) []float64 {
+	t.Helper()
+	var out []float64
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		var r struct{ Reward *float64 }
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Reward == nil {
+			t.Fatalf("bad output line %q: %v", l, err)
+		}
+		out = append(out, *r.Reward)
+	}
+	return out
+}

@@ -1,0 +1,108 @@
+package trainer
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"prism/configs"
+	"prism/models"
+)
+
+func trainValues(t *testing.T, sets ...string) map[string][]float32 {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := configs.Load("", append([]string{"run.dir=" + filepath.Join(dir, "run"), "data.synthetic_pairs=200",
+		"train.steps=3", "train.batch_size=16", "eval.every=0", "checkpoint.every=0"}, sets...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := models.Load(res.ModelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Drop()
+	v, err := m.Values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestGradientAccumulation: four micro-batches of 4 give the weights of
+// one batch of 16, to float32 tolerance.
+func TestGradientAccumulation(t *testing.T) {
+	whole := trainValues(t, "train.micro_batch_size=16")
+	acc := trainValues(t, "train.micro_batch_size=4")
+	var worst float64
+	for name, a := range whole {
+		b := acc[name]
+		for i := range a {
+			worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+		}
+	}
+	if worst > 2e-5 {
+		t.Fatalf("accumulated gradients moved the weights %g away from whole-batch training", worst)
+	}
+}
+
+// TestTrainHeadOnly: with train.trainable=head only score.weight changes.
+func TestTrainHeadOnly(t *testing.T) {
+	got := trainValues(t, "train.trainable=head", "train.learning_rate=0.01")
+	c, _ := models.Preset("tiny-llama")
+	init := models.RandomInit(c, rand.New(rand.NewPCG(1, 0x1417)))
+	for name, v := range init {
+		same := true
+		for i := range v {
+			if v[i] != got[name][i] {
+				same = false
+				break
+			}
+		}
+		if name == "score.weight" && same {
+			t.Error("the head did not train")
+		}
+		if name != "score.weight" && !same {
+			t.Errorf("%s changed although frozen", name)
+		}
+	}
+}
+
+// TestMarginAndCentering: both loss options run and change training.
+func TestMarginAndCentering(t *testing.T) {
+	base := trainValues(t)
+	centered := trainValues(t, "train.center_rewards_coef=0.5")
+	if equalValues(base, centered) {
+		t.Error("reward centering changed nothing")
+	}
+}
+
+func equalValues(a, b map[string][]float32) bool {
+	for n, v := range a {
+		for i := range v {
+			if v[i] != b[n][i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func TestTopLayersNeedsEnoughLayers(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := configs.Load("", []string{"run.dir=" + dir, "train.trainable=top_layers", "train.trainable_top_layers=5"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{}); err == nil {
+		t.Fatal("5 top layers of a 2-layer model accepted")
+	}
+}
