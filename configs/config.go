@@ -30,6 +30,26 @@ type Config struct {
 	Train      Train      `mapstructure:"train" yaml:"train"`
 	Eval       Eval       `mapstructure:"eval" yaml:"eval"`
 	Checkpoint Checkpoint `mapstructure:"checkpoint" yaml:"checkpoint"`
+	// Decomposition configures the paper's prioritised training.
+	Decomposition Decomposition `mapstructure:"decomposition" yaml:"decomposition"`
+}
+
+// Decomposition configures the prompt-free gap estimate and the priority
+// sampler built on it.
+type Decomposition struct {
+	Enabled          bool    `mapstructure:"enabled" yaml:"enabled"`
+	EverySteps       int     `mapstructure:"every_steps" yaml:"every_steps"`
+	WarmupSteps      int     `mapstructure:"warmup_steps" yaml:"warmup_steps"`
+	Samples          int     `mapstructure:"samples" yaml:"samples"`
+	IncludeOwnPrompt bool    `mapstructure:"include_own_prompt" yaml:"include_own_prompt"`
+	PoolSize         int     `mapstructure:"pool_size" yaml:"pool_size"`
+	Strategy         string  `mapstructure:"strategy" yaml:"strategy"`
+	Rho              float64 `mapstructure:"rho" yaml:"rho"`
+	Threshold        float64 `mapstructure:"threshold" yaml:"threshold"`
+	Temperature      float64 `mapstructure:"temperature" yaml:"temperature"`
+	Tol              float64 `mapstructure:"tol" yaml:"tol"`
+	BatchSize        int     `mapstructure:"batch_size" yaml:"batch_size"`
+	PlotTag          string  `mapstructure:"plot_tag" yaml:"plot_tag"`
 }
 
 // Run is where and how a run executes.

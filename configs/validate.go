@@ -72,7 +72,7 @@ func (c *Config) Validate() error {
 	oneOf("model.dtype", c.Model.DType, "float32")
 
 	if strings.TrimSpace(c.Data.Train) == "" {
-		bad("data.train", "must name a file or \"synthetic\"")
+		bad("data.train", "must name a file, \"synthetic\" or \"toy:NAME\"")
 	}
 	finite("data.eval_fraction", c.Data.EvalFraction, 0, 1, false, true)
 	if c.Data.MaxLength < 2 {
@@ -113,6 +113,22 @@ func (c *Config) Validate() error {
 	if t.Trainable == "top_layers" && t.TrainableTopLayers < 1 {
 		bad("train.trainable_top_layers", "must be at least 1 when train.trainable is top_layers")
 	}
+
+	d := c.Decomposition
+	if d.Enabled {
+		positive("decomposition.every_steps", d.EverySteps)
+	} else {
+		nonNegative("decomposition.every_steps", d.EverySteps)
+	}
+	nonNegative("decomposition.warmup_steps", d.WarmupSteps)
+	positive("decomposition.samples", d.Samples)
+	nonNegative("decomposition.pool_size", d.PoolSize)
+	oneOf("decomposition.strategy", d.Strategy, "lowest_fraction", "threshold", "softmax")
+	finite("decomposition.rho", d.Rho, 0, 1, true, false)
+	finite("decomposition.threshold", d.Threshold, -math.MaxFloat64, math.MaxFloat64, false, false)
+	finite("decomposition.temperature", d.Temperature, 0, math.MaxFloat64, true, false)
+	finite("decomposition.tol", d.Tol, 0, 1, true, false)
+	positive("decomposition.batch_size", d.BatchSize)
 
 	nonNegative("eval.every", c.Eval.Every)
 	positive("eval.batch_size", c.Eval.BatchSize)

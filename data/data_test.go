@@ -162,3 +162,73 @@ func TestSyntheticIsLearnableAndDeterministic(t *testing.T) {
 		t.Error("tiny vocabulary accepted")
 	}
 }
+
+func TestToyTasks(t *testing.T) {
+	share := func(ps []Pair, tag string) float64 {
+		n := 0
+		for _, p := range ps {
+			if p.Tags[tag] == "true" {
+				n++
+			}
+		}
+		return float64(n) / float64(len(ps))
+	}
+	train, test, err := Toy("length_bias", 2000, 128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := share(train, "longer_chosen"); s < 0.85 || s > 0.9 {
+		t.Errorf("training pairs with the longer response chosen: %.3f, want 0.85-0.90", s)
+	}
+	if s := share(test, "longer_chosen"); s > 0.2 {
+		t.Errorf("test pairs with the longer response chosen: %.3f, want the relation reversed", s)
+	}
+	for _, p := range train {
+		if (len(p.Chosen) > len(p.Rejected)) != (p.Tags["longer_chosen"] == "true") {
+			t.Fatalf("pair %d: tag %q disagrees with lengths %d, %d", p.ID, p.Tags["longer_chosen"], len(p.Chosen), len(p.Rejected))
+		}
+		// The chosen response is on the prompt's topic: prompt[1] = 4+topic.
+		topic := int(p.Prompt[1] - 4)
+		for _, id := range p.Rejected {
+			if id >= int64(10+8*topic) && id < int64(18+8*topic) {
+				t.Fatalf("pair %d: rejected response uses the prompt's topic words", p.ID)
+			}
+		}
+	}
+	adv, advTest, err := Toy("adversarial", 1000, 128, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := share(adv, "adversarial"); s < 0.3 || s > 0.6 {
+		t.Errorf("adversarial share %.3f", s)
+	}
+	// Adversarial pairs come in twos: same responses, swapped.
+	for i := 0; i+1 < len(adv); i++ {
+		a, b := adv[i], adv[i+1]
+		if a.Tags["adversarial"] == "true" && b.Tags["adversarial"] == "true" && slicesEqual(a.Chosen, b.Rejected) {
+			if !slicesEqual(a.Rejected, b.Chosen) || slicesEqual(a.Prompt, b.Prompt) {
+				t.Fatalf("pairs %d, %d: not the same responses under two prompts", i, i+1)
+			}
+			i++
+		}
+	}
+	for _, p := range advTest {
+		if !containsID(p.Rejected, 8) || containsID(p.Chosen, 8) {
+			t.Fatalf("test pair %d: the style token is not on the rejected side only", p.ID)
+		}
+	}
+	if _, _, err := Toy("nope", 10, 128, 1); err == nil {
+		t.Error("unknown toy accepted")
+	}
+}
+
+func slicesEqual(a, b []int64) bool { return reflect.DeepEqual(a, b) }
+
+func containsID(ids []int64, id int64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}

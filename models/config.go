@@ -274,8 +274,8 @@ func (c *Config) ParamCount() int64 {
 	return v*d + int64(c.NumHiddenLayers)*perLayer + d + d
 }
 
-// describe is a one-line shape summary.
-func (c *Config) describe() string {
+// Describe is a one-line shape summary.
+func (c *Config) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d layers, hidden %d, %d heads (%d kv, head_dim %d), mlp %d, vocab %d",
 		c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.IntermediateSize, c.VocabSize)

@@ -52,6 +52,16 @@ type State struct {
 	Tokens   int64   `json:"tokens"`
 	ElapsedS float64 `json:"elapsed_s"`
 	BadSteps int     `json:"bad_steps"`
+	// Prioritised training: the phase (number of recomputes so far), the
+	// training pairs it selected and their prompt-free gaps. Each phase's
+	// random draws derive from the seed and the phase number.
+	Phase         int       `json:"phase"`
+	Selected      []int     `json:"selected,omitempty"`
+	Priorities    []float64 `json:"priorities,omitempty"`
+	DecompSeconds float64   `json:"decomposition_seconds"`
+	// FirstTagShare is, at the first recompute, the share of pairs with a
+	// positive prompt-free gap that carry the plot tag (-1: none yet).
+	FirstTagShare float64 `json:"first_tag_share"`
 	// Config is the resolved configuration the run was started with.
 	Config string `json:"config"`
 }

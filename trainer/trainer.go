@@ -21,6 +21,7 @@ import (
 	"prism/configs"
 	"prism/data"
 	"prism/internal/fsutil"
+	"prism/internal/report"
 	"prism/models"
 )
 
@@ -44,6 +45,17 @@ type Result struct {
 	Interrupted bool
 	ModelDir    string
 	Eval        *EvalMetrics
+	// Test is the shortcut-breaking split of a toy task.
+	Test *EvalMetrics
+	// TagShareBefore and TagShareAfter are the share of training pairs
+	// with a positive prompt-free gap that carry the plot tag "true", at
+	// the first recompute (-1 when there was none) and at the end; Analysis
+	// holds the final decomposition of the analysed pairs.
+	TagShareBefore, TagShareAfter float64
+	Analysis                      []report.Point
+	// DecompositionSeconds is the time spent estimating prompt-free gaps,
+	// and WallSeconds the run's whole training time.
+	DecompositionSeconds, WallSeconds float64
 }
 
 // EvalMetrics are the held-out figures.
@@ -68,6 +80,8 @@ type run struct {
 	sched    Schedule
 	train    []data.Pair
 	eval     []data.Pair
+	test     []data.Pair
+	prompts  [][]int64
 	sampler  *data.Sampler
 	state    State
 	metrics  *os.File
@@ -168,7 +182,7 @@ func (r *run) setup() error {
 		}
 	}
 	if resumeDir == "" {
-		r.state = State{Format: stateFormat, DataSeed: uint64(c.Run.Seed), Config: r.cfgYAML}
+		r.state = State{Format: stateFormat, DataSeed: uint64(c.Run.Seed), Config: r.cfgYAML, FirstTagShare: -1}
 	}
 
 	if resumeDir != "" {
@@ -223,8 +237,18 @@ func (r *run) setup() error {
 		r.adam.Step = r.state.Step
 		r.log.Info("resumed", "checkpoint", resumeDir, "step", r.state.Step)
 	}
-	r.sampler = data.NewSampler(len(r.train), r.state.DataSeed)
+	if r.state.Phase > 0 {
+		r.sampler = data.NewSampler(len(r.state.Selected), phaseSeed(r.state.DataSeed, r.state.Phase))
+		for _, i := range r.state.Selected {
+			if i < 0 || i >= len(r.train) {
+				return fmt.Errorf("%s: selected pair %d is outside the training set (%d pairs)", resumeDir, i, len(r.train))
+			}
+		}
+	} else {
+		r.sampler = data.NewSampler(len(r.train), r.state.DataSeed)
+	}
 	r.sampler.Epoch, r.sampler.Pos = r.state.Epoch, r.state.EpochPos
+	r.prompts = PromptPool(r.train)
 
 	total := c.Train.Steps
 	if total == 0 {
@@ -253,9 +277,12 @@ func (r *run) loadData(mcfg *models.Config) error {
 	c := r.cfg.Data
 	var pairs []data.Pair
 	var err error
-	if c.Train == "synthetic" {
+	switch {
+	case c.Train == "synthetic":
 		pairs, err = data.Synthetic(c.SyntheticPairs, c.SyntheticMinLength, c.SyntheticMaxLength, mcfg.VocabSize, uint64(r.cfg.Run.Seed))
-	} else {
+	case strings.HasPrefix(c.Train, "toy:"):
+		pairs, r.test, err = data.Toy(strings.TrimPrefix(c.Train, "toy:"), c.SyntheticPairs, mcfg.VocabSize, uint64(r.cfg.Run.Seed))
+	default:
 		pairs, err = data.ReadTokenPairs(c.Train, mcfg.VocabSize)
 	}
 	if err != nil {
@@ -334,7 +361,7 @@ func sameRun(saved, current string) error {
 		return out
 	}
 	a, b := sections(saved), sections(current)
-	for _, s := range []string{"model", "data", "train"} {
+	for _, s := range []string{"model", "data", "train", "decomposition"} {
 		if a[s] != b[s] {
 			return fmt.Errorf("the %s section of the configuration differs from the checkpoint's (saved:\n%s\nnow:\n%s)", s, a[s], b[s])
 		}
@@ -354,6 +381,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		if ctx.Err() != nil {
 			res.Interrupted = true
 			break
+		}
+		if r.dueRecompute(r.state.Step) {
+			if err := r.recompute(); err != nil {
+				return nil, err
+			}
 		}
 		stepStart := time.Now()
 		m, err := r.step()
@@ -384,6 +416,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	}
 	r.progress.finish()
 	res.Steps = r.state.Step
+	res.DecompositionSeconds, res.WallSeconds = r.state.DecompSeconds, r.state.ElapsedS
 	if err := r.checkpoint(); err != nil {
 		return nil, err
 	}
@@ -396,6 +429,17 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Eval = ev
+	if len(r.test) > 0 {
+		if res.Test, err = Evaluate(r.model, r.test, 2*c.Eval.BatchSize); err != nil {
+			return nil, err
+		}
+		r.writeMetric(map[string]any{"kind": "test", "step": r.state.Step, "test_accuracy": res.Test.Accuracy,
+			"test_loss": res.Test.Loss, "test_pairs": res.Test.Pairs})
+		r.log.Info("test split", "accuracy", round(res.Test.Accuracy), "pairs", res.Test.Pairs)
+	}
+	if err := r.finalAnalysis(res); err != nil {
+		return nil, err
+	}
 	res.ModelDir = filepath.Join(c.Run.Dir, "model")
 	stats := &models.Stats{Extra: map[string]any{"steps": r.state.Step, "trainer": "prism"}}
 	if ev != nil {
@@ -436,6 +480,11 @@ type stepMetrics struct {
 func (r *run) step() (m stepMetrics, err error) {
 	c := r.cfg.Train
 	idx := r.sampler.Next(c.BatchSize)
+	if r.state.Phase > 0 {
+		for k, i := range idx {
+			idx[k] = r.state.Selected[i]
+		}
+	}
 	if err := r.adam.ZeroGrad(); err != nil {
 		return m, err
 	}

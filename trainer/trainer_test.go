@@ -75,12 +75,14 @@ func child() int {
 // smallConfig writes an experiment for a fast run into dir.
 func smallConfig(t *testing.T, dir string, extra string) string {
 	t.Helper()
+	dataSection := "data:\n  synthetic_pairs: 400\n"
+	if strings.Contains(extra, "data:") {
+		dataSection = ""
+	}
 	y := fmt.Sprintf(`run:
   dir: %s
   log_every: 1000
-data:
-  synthetic_pairs: 400
-train:
+%strain:
   steps: 40
   batch_size: 16
   micro_batch_size: 8
@@ -91,7 +93,7 @@ eval:
 checkpoint:
   every: 4
   keep: 2
-%s`, filepath.Join(dir, "run"), extra)
+%s`, filepath.Join(dir, "run"), dataSection, extra)
 	p := filepath.Join(dir, "exp.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
@@ -166,14 +168,21 @@ func finalOptimizer(t *testing.T, runDir string) []byte {
 // TestKillAndResumeIsBitwise: a run SIGKILLed twice and resumed with
 // --resume auto ends with the same bytes as one that never stopped.
 func TestKillAndResumeIsBitwise(t *testing.T) {
-	for _, preset := range []string{"tiny-llama", "tiny-mistral"} {
-		t.Run(preset, func(t *testing.T) {
+	// The prioritised case kills inside decomposition phases: the
+	// selection, its sampler position and the phase draws must resume too.
+	prioritised := "data:\n  train: toy:length_bias\n  synthetic_pairs: 400\ndecomposition:\n  enabled: true\n  warmup_steps: 6\n  every_steps: 10\n  samples: 3\n  pool_size: 96\n"
+	for _, tt := range []struct{ name, extra string }{
+		{"tiny-llama", "model:\n  preset: tiny-llama\n"},
+		{"tiny-mistral", "model:\n  preset: tiny-mistral\n"},
+		{"prioritised", prioritised},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			ref := t.TempDir()
-			refCfg := smallConfig(t, ref, "model:\n  preset: "+preset+"\n")
+			refCfg := smallConfig(t, ref, tt.extra)
 			runChild(t, refCfg, "fresh")
 
 			dir := t.TempDir()
-			cfg := smallConfig(t, dir, "model:\n  preset: "+preset+"\n")
+			cfg := smallConfig(t, dir, tt.extra)
 			runDir := filepath.Join(dir, "run")
 			for i, kill := range []int{9, 22} {
 				mode := "fresh"

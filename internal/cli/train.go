@@ -15,6 +15,7 @@ func newTrainCmd(g *globals) *cobra.Command {
 		cfgPath string
 		resume  string
 		sets    []string
+		dryRun  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train [--config F.yaml]",
@@ -33,6 +34,14 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 			cfg, err := configs.Load(cfgPath, sets, os.Environ())
 			if err != nil {
 				return err
+			}
+			if dryRun {
+				plan, err := trainer.MakePlan(cfg)
+				if err != nil {
+					return err
+				}
+				plan.Write(cmd.OutOrStdout())
+				return nil
 			}
 			res, err := trainer.Run(cmd.Context(), cfg, trainer.Options{
 				Resume:   resume,
@@ -56,6 +65,7 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "experiment YAML file (default: the embedded defaults)")
 	cmd.Flags().StringVar(&resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the resolved plan (model shape, parameters, memory, steps, decomposition cost) and exit; needs config.json, not the weights")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
 	return cmd
 }

@@ -1,0 +1,168 @@
+package decomposition
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Pair is what the estimator needs of a preference pair: its own prompt
+// and the two responses, as token ids.
+type Pair struct {
+	Prompt, Y1, Y2 []int64
+}
+
+// Options configure the estimate.
+type Options struct {
+	// Samples is M, the number of prompts drawn from the pool per pair.
+	Samples int
+	// IncludeOwn adds the pair's own prompt to the M sampled ones.
+	IncludeOwn bool
+	// Tol is the bisection tolerance.
+	Tol float64
+	// Seed makes the prompt draws reproducible.
+	Seed uint64
+}
+
+// ScoreFunc scores sequences (prompt + response), returning one reward per
+// sequence in order.
+type ScoreFunc func(seqs [][]int64) ([]float64, error)
+
+// WeightFunc returns the importance weights of a pair's sampled prompts
+// (nil means uniform). It receives the prompt indices into the pool and
+// whether the last entry is the pair's own prompt.
+type WeightFunc func(pair int, prompts []int) ([]float64, error)
+
+// PairEstimate is the decomposition of one pair.
+type PairEstimate struct {
+	Estimate
+	// Mean and Std are the mean and standard deviation of the gaps under
+	// the sampled prompts (the paper's Figure 1 analysis: a model that
+	// ignores the prompt shows the same gap under every prompt).
+	Mean, Std float64
+}
+
+// Stats reports the cost of an estimate.
+type Stats struct {
+	Pairs     int
+	Sequences int
+	Seconds   float64
+}
+
+// EstimateAll decomposes every pair's reward gap: the gap under its own
+// prompt, and the prompt-free part estimated from the gaps under M prompts
+// drawn (without replacement, never the pair's own unless IncludeOwn) from
+// pool. All sequences are scored with one call to score, so the caller can
+// batch and bucket them.
+func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, weights WeightFunc) ([]PairEstimate, Stats, error) {
+	start := time.Now()
+	if opt.Samples < 1 {
+		return nil, Stats{}, fmt.Errorf("%w: samples must be at least 1, got %d", ErrInvalidInput, opt.Samples)
+	}
+	if len(pool) < 2 {
+		return nil, Stats{}, fmt.Errorf("%w: the prompt pool needs at least 2 prompts, has %d", ErrInvalidInput, len(pool))
+	}
+	rng := rand.New(rand.NewPCG(opt.Seed, 0xdec0))
+	prompts := make([][]int, len(pairs))
+	var seqs [][]int64
+	for i, p := range pairs {
+		prompts[i] = drawPrompts(rng, len(pool), opt.Samples, p.Prompt, pool)
+		// Sequence layout per pair: own prompt (y1, y2), then each drawn
+		// prompt (y1, y2).
+		seqs = append(seqs, concat(p.Prompt, p.Y1), concat(p.Prompt, p.Y2))
+		for _, k := range prompts[i] {
+			seqs = append(seqs, concat(pool[k], p.Y1), concat(pool[k], p.Y2))
+		}
+	}
+	rewards, err := score(seqs)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	if len(rewards) != len(seqs) {
+		return nil, Stats{}, fmt.Errorf("scorer returned %d rewards for %d sequences", len(rewards), len(seqs))
+	}
+	out := make([]PairEstimate, len(pairs))
+	pos := 0
+	for i := range pairs {
+		own := rewards[pos] - rewards[pos+1]
+		pos += 2
+		deltas := make([]float64, 0, len(prompts[i])+1)
+		for range prompts[i] {
+			deltas = append(deltas, rewards[pos]-rewards[pos+1])
+			pos += 2
+		}
+		mean, std := meanStd(deltas)
+		idx := prompts[i]
+		if opt.IncludeOwn {
+			deltas = append(deltas, own)
+			idx = append(append([]int{}, idx...), -1)
+		}
+		var w []float64
+		if weights != nil {
+			if w, err = weights(i, idx); err != nil {
+				return nil, Stats{}, fmt.Errorf("pair %d: weights: %w", i, err)
+			}
+		}
+		if w == nil {
+			w = UniformWeights(len(deltas))
+		}
+		est, err := Decompose(own, deltas, w, opt.Tol)
+		if err != nil {
+			return nil, Stats{}, fmt.Errorf("pair %d: %w", i, err)
+		}
+		out[i] = PairEstimate{Estimate: est, Mean: mean, Std: std}
+	}
+	return out, Stats{Pairs: len(pairs), Sequences: len(seqs), Seconds: time.Since(start).Seconds()}, nil
+}
+
+// drawPrompts picks m distinct pool indices whose prompts differ from own
+// (when the pool has enough of them).
+func drawPrompts(rng *rand.Rand, n, m int, own []int64, pool [][]int64) []int {
+	out := make([]int, 0, m)
+	seen := map[int]bool{}
+	for tries := 0; len(out) < m && tries < 20*m+n; tries++ {
+		k := rng.IntN(n)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if equal(pool[k], own) && n > m {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func concat(a, b []int64) []int64 {
+	out := make([]int64, 0, len(a)+len(b))
+	return append(append(out, a...), b...)
+}
+
+func meanStd(x []float64) (float64, float64) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	var s, ss float64
+	for _, v := range x {
+		s += v
+	}
+	mean := s / float64(len(x))
+	for _, v := range x {
+		ss += (v - mean) * (v - mean)
+	}
+	return mean, math.Sqrt(ss / float64(len(x)))
+}

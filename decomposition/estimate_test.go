@@ -1,0 +1,97 @@
+package decomposition
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+// TestEstimateAllRecoversResponseTerm scores with a synthetic reward
+// r(x, y) = f(x, y) + g(y): f rewards responses that repeat the prompt's
+// topic token, g is a response-only bonus (length). The prompt-free part of
+// each gap must be close to g(y1) - g(y2) plus the topic term averaged over
+// prompts, and the prompt-related part carries the rest.
+func TestEstimateAllRecoversResponseTerm(t *testing.T) {
+	// Prompts are [topic]; a response is [topic, filler...].
+	pool := [][]int64{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}}
+	g := func(y []int64) float64 { return 0.5 * float64(len(y)) }
+	reward := func(seq []int64) float64 {
+		x, y := seq[0], seq[1:]
+		f := 0.0
+		if y[0] == x {
+			f = 3
+		}
+		return f + g(y)
+	}
+	score := func(seqs [][]int64) ([]float64, error) {
+		out := make([]float64, len(seqs))
+		for i, s := range seqs {
+			out[i] = reward(s)
+		}
+		return out, nil
+	}
+	pairs := []Pair{
+		{Prompt: []int64{1}, Y1: []int64{1, 9}, Y2: []int64{2, 9, 9, 9}}, // on-topic but shorter
+		{Prompt: []int64{2}, Y1: []int64{2, 9, 9, 9}, Y2: []int64{5, 9}}, // on-topic and longer
+	}
+	est, st, err := EstimateAll(pairs, pool, Options{Samples: 7, Tol: 1e-9, Seed: 1}, score, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sequences != 2*2*8 {
+		t.Errorf("scored %d sequences, want 32", st.Sequences)
+	}
+	for i, p := range pairs {
+		e := est[i]
+		if want := reward(concat(p.Prompt, p.Y1)) - reward(concat(p.Prompt, p.Y2)); e.Gap != want {
+			t.Errorf("pair %d: own gap %v, want %v", i, e.Gap, want)
+		}
+		if math.Abs(e.PromptFree+e.PromptRelated-e.Gap) > 1e-12 {
+			t.Errorf("pair %d: parts do not add up", i)
+		}
+		// Under foreign prompts the topic bonus of each side appears only
+		// when the drawn prompt matches, so Δr2 sits near the length gap.
+		lengthGap := g(p.Y1) - g(p.Y2)
+		if math.Abs(e.PromptFree-lengthGap) > 1.5 {
+			t.Errorf("pair %d: prompt-free %v, length gap %v", i, e.PromptFree, lengthGap)
+		}
+		if math.Abs(e.ESS-7) > 1e-9 {
+			t.Errorf("pair %d: ESS %v with uniform weights over 7 prompts", i, e.ESS)
+		}
+	}
+	// Pair 0's own prompt favours y1 against its length: the prompt-related
+	// part is positive and large, the prompt-free part negative.
+	if est[0].PromptFree >= 0 || est[0].PromptRelated <= 2 {
+		t.Errorf("pair 0: %+v", est[0])
+	}
+}
+
+func TestEstimateAllDeterministicAndErrors(t *testing.T) {
+	pool := [][]int64{{1}, {2}, {3}}
+	score := func(seqs [][]int64) ([]float64, error) {
+		out := make([]float64, len(seqs))
+		for i, s := range seqs {
+			out[i] = float64(s[0]*7%5) + float64(len(s))
+		}
+		return out, nil
+	}
+	pairs := []Pair{{Prompt: []int64{1}, Y1: []int64{4}, Y2: []int64{5, 6}}}
+	a, _, err := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, score, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, score, nil)
+	if a[0] != b[0] {
+		t.Error("same seed, different estimate")
+	}
+	if _, _, err := EstimateAll(pairs, pool[:1], Options{Samples: 1, Tol: 1e-6}, score, nil); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("pool of one: %v", err)
+	}
+	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 0, Tol: 1e-6}, score, nil); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("zero samples: %v", err)
+	}
+	bad := func([][]int64) ([]float64, error) { return []float64{math.NaN(), 0, 0, 0, 0, 0}, nil }
+	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 2, Tol: 1e-6}, bad, nil); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("NaN reward: %v", err)
+	}
+}
