@@ -138,3 +138,42 @@ func parseRewards(t *testing.T, s string) []float64 {
 	}
 	return out
 }
+
+func TestDecomposeCommand(t *testing.T) {
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	if _, _, err := run(t, "train", "--set", "run.dir="+runDir, "--set", "train.steps=3", "--set", "data.synthetic_pairs=60"); err != nil {
+		t.Fatal(err)
+	}
+	pairs := filepath.Join(dir, "pairs.jsonl")
+	rows := `{"prompt_ids":[1,50],"chosen_ids":[5,6,2],"rejected_ids":[60,61,2],"tags":{"k":"true"}}
+{"prompt_ids":[1,51],"chosen_ids":[7,2],"rejected_ids":[62,63,64,2]}
+{"prompt_ids":[1,52],"chosen_ids":[8,9,10,2],"rejected_ids":[65,2]}
+`
+	os.WriteFile(pairs, []byte(rows), 0o644)
+	out := filepath.Join(dir, "dec")
+	stdout, _, err := run(t, "decompose", "--model", filepath.Join(runDir, "model"), "--data", pairs, "--samples", "2", "--out", out, "--tag", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"mean |Δr2|", "prompt-free share"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, stdout)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "decomposition.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n != 4 {
+		t.Errorf("table has %d lines, want a header and 3 rows:\n%s", n, b)
+	}
+	var s map[string]any
+	sb, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err := json.Unmarshal(sb, &s); err != nil || s["pairs"].(float64) != 3 {
+		t.Errorf("summary %v %v", s, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "quadrants.png")); err != nil {
+		t.Error(err)
+	}
+}
