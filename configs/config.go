@@ -42,6 +42,9 @@ type Decomposition struct {
 	WarmupSteps      int     `mapstructure:"warmup_steps" yaml:"warmup_steps"`
 	Samples          int     `mapstructure:"samples" yaml:"samples"`
 	IncludeOwnPrompt bool    `mapstructure:"include_own_prompt" yaml:"include_own_prompt"`
+	Weights          string  `mapstructure:"weights" yaml:"weights"`
+	PolicyModel      string  `mapstructure:"policy_model" yaml:"policy_model"`
+	PolicyTau        float64 `mapstructure:"policy_temperature" yaml:"policy_temperature"`
 	PoolSize         int     `mapstructure:"pool_size" yaml:"pool_size"`
 	Strategy         string  `mapstructure:"strategy" yaml:"strategy"`
 	Rho              float64 `mapstructure:"rho" yaml:"rho"`

@@ -123,6 +123,11 @@ func (c *Config) Validate() error {
 	nonNegative("decomposition.warmup_steps", d.WarmupSteps)
 	positive("decomposition.samples", d.Samples)
 	nonNegative("decomposition.pool_size", d.PoolSize)
+	oneOf("decomposition.weights", d.Weights, "uniform", "policy")
+	if d.Weights == "policy" && strings.TrimSpace(d.PolicyModel) == "" {
+		bad("decomposition.policy_model", "must name a causal LM folder when decomposition.weights is policy")
+	}
+	finite("decomposition.policy_temperature", d.PolicyTau, 0, math.MaxFloat64, false, false)
 	oneOf("decomposition.strategy", d.Strategy, "lowest_fraction", "threshold", "softmax")
 	finite("decomposition.rho", d.Rho, 0, 1, true, false)
 	finite("decomposition.threshold", d.Threshold, -math.MaxFloat64, math.MaxFloat64, false, false)

@@ -23,16 +23,19 @@ type Options struct {
 	Tol float64
 	// Seed makes the prompt draws reproducible.
 	Seed uint64
+	// PolicyTau is τ of the policy weights w_i ∝ exp(τ (ℓ(y1|x_i) +
+	// ℓ(y2|x_i))), used when EstimateAll is given a LogLikFunc.
+	PolicyTau float64
 }
 
 // ScoreFunc scores sequences (prompt + response), returning one reward per
 // sequence in order.
 type ScoreFunc func(seqs [][]int64) ([]float64, error)
 
-// WeightFunc returns the importance weights of a pair's sampled prompts
-// (nil means uniform). It receives the prompt indices into the pool and
-// whether the last entry is the pair's own prompt.
-type WeightFunc func(pair int, prompts []int) ([]float64, error)
+// LogLikFunc returns, for each (prompt, response), the length-normalised
+// log-likelihood of the response given the prompt under a policy (a causal
+// language model).
+type LogLikFunc func(prompts, responses [][]int64) ([]float64, error)
 
 // PairEstimate is the decomposition of one pair.
 type PairEstimate struct {
@@ -55,7 +58,10 @@ type Stats struct {
 // drawn (without replacement, never the pair's own unless IncludeOwn) from
 // pool. All sequences are scored with one call to score, so the caller can
 // batch and bucket them.
-func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, weights WeightFunc) ([]PairEstimate, Stats, error) {
+//
+// With loglik nil the importance weights are uniform; otherwise they are the
+// self-normalised policy weights for P(x | y1, y2) ∝ P(x) π(y1|x) π(y2|x).
+func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, loglik LogLikFunc) ([]PairEstimate, Stats, error) {
 	start := time.Now()
 	if opt.Samples < 1 {
 		return nil, Stats{}, fmt.Errorf("%w: samples must be at least 1, got %d", ErrInvalidInput, opt.Samples)
@@ -79,33 +85,55 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, wei
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	var ll []float64
+	if loglik != nil {
+		// The same (prompt, response) combinations, in the same order.
+		var ps, rs [][]int64
+		for i, p := range pairs {
+			ps = append(ps, p.Prompt, p.Prompt)
+			rs = append(rs, p.Y1, p.Y2)
+			for _, k := range prompts[i] {
+				ps = append(ps, pool[k], pool[k])
+				rs = append(rs, p.Y1, p.Y2)
+			}
+		}
+		if ll, err = loglik(ps, rs); err != nil {
+			return nil, Stats{}, fmt.Errorf("policy log-likelihoods: %w", err)
+		}
+		if len(ll) != len(seqs) {
+			return nil, Stats{}, fmt.Errorf("policy returned %d log-likelihoods for %d sequences", len(ll), len(seqs))
+		}
+	}
 	if len(rewards) != len(seqs) {
 		return nil, Stats{}, fmt.Errorf("scorer returned %d rewards for %d sequences", len(rewards), len(seqs))
 	}
 	out := make([]PairEstimate, len(pairs))
 	pos := 0
 	for i := range pairs {
+		start := pos
 		own := rewards[pos] - rewards[pos+1]
 		pos += 2
 		deltas := make([]float64, 0, len(prompts[i])+1)
+		var l1, l2 []float64
 		for range prompts[i] {
 			deltas = append(deltas, rewards[pos]-rewards[pos+1])
+			if ll != nil {
+				l1, l2 = append(l1, ll[pos]), append(l2, ll[pos+1])
+			}
 			pos += 2
 		}
 		mean, std := meanStd(deltas)
-		idx := prompts[i]
 		if opt.IncludeOwn {
 			deltas = append(deltas, own)
-			idx = append(append([]int{}, idx...), -1)
-		}
-		var w []float64
-		if weights != nil {
-			if w, err = weights(i, idx); err != nil {
-				return nil, Stats{}, fmt.Errorf("pair %d: weights: %w", i, err)
+			if ll != nil {
+				l1, l2 = append(l1, ll[start]), append(l2, ll[start+1])
 			}
 		}
-		if w == nil {
-			w = UniformWeights(len(deltas))
+		w := UniformWeights(len(deltas))
+		if ll != nil {
+			if w, err = PolicyWeights(l1, l2, opt.PolicyTau); err != nil {
+				return nil, Stats{}, fmt.Errorf("pair %d: policy weights: %w", i, err)
+			}
 		}
 		est, err := Decompose(own, deltas, w, opt.Tol)
 		if err != nil {

@@ -95,3 +95,57 @@ func TestEstimateAllDeterministicAndErrors(t *testing.T) {
 		t.Errorf("NaN reward: %v", err)
 	}
 }
+
+// TestEstimateAllPolicyWeights: with a policy that finds y1 and y2 far more
+// likely under prompt 3 than under any other, the estimate follows the gap
+// under prompt 3, and the effective sample size drops toward 1.
+func TestEstimateAllPolicyWeights(t *testing.T) {
+	pool := [][]int64{{0}, {1}, {2}, {3}, {4}}
+	score := func(seqs [][]int64) ([]float64, error) {
+		out := make([]float64, len(seqs))
+		for i, s := range seqs {
+			// y1 = [9] gains 5 under prompt 3 and loses 1 elsewhere.
+			if s[1] == 9 {
+				if s[0] == 3 {
+					out[i] = 5
+				} else {
+					out[i] = -1
+				}
+			}
+		}
+		return out, nil
+	}
+	loglik := func(ps, rs [][]int64) ([]float64, error) {
+		out := make([]float64, len(ps))
+		for i, p := range ps {
+			out[i] = -10
+			if p[0] == 3 {
+				out[i] = -0.1
+			}
+		}
+		return out, nil
+	}
+	pairs := []Pair{{Prompt: []int64{0}, Y1: []int64{9}, Y2: []int64{8}}}
+	opt := Options{Samples: 4, Tol: 1e-9, Seed: 1, PolicyTau: 1}
+	uni, _, err := EstimateAll(pairs, pool, opt, score, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := EstimateAll(pairs, pool, opt, score, loglik)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol[0].PromptFree < 4.5 {
+		t.Errorf("policy-weighted Δr2 = %v, want near the gap 5 under the likely prompt", pol[0].PromptFree)
+	}
+	if uni[0].PromptFree > 1 {
+		t.Errorf("uniform Δr2 = %v, want near -1 (three of four prompts give -1)", uni[0].PromptFree)
+	}
+	if pol[0].ESS > 1.01 || uni[0].ESS != 4 {
+		t.Errorf("ESS policy %v uniform %v", pol[0].ESS, uni[0].ESS)
+	}
+	bad := func(ps, rs [][]int64) ([]float64, error) { return []float64{1}, nil }
+	if _, _, err := EstimateAll(pairs, pool, opt, score, bad); err == nil {
+		t.Error("a short log-likelihood list was accepted")
+	}
+}

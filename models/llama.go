@@ -247,13 +247,31 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 	defer func() { s.release(rewards) }()
 	defer catch(&err, "reward model forward")
 
+	h, mask := m.hidden(s, b)
+	B, T, D := int64(b.B), int64(b.T), int64(m.Config.HiddenSize)
+
+	// The last real token of each row, from the mask: argmax of mask*(j+1)
+	// picks the highest position holding a real token whatever the padding
+	// side, and whatever token the padding uses.
+	idx := s.t(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
+	idx = s.t(s.t(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
+	last := s.t(idx.Argmax([]int64{1}, false, false)) // [B]
+	gidx := s.t(s.t(last.View([]int64{B, 1, 1}, false)).Expand([]int64{B, 1, D}, false, false))
+	final := s.t(s.t(h.Gather(1, gidx, false, false)).View([]int64{B, D}, false))
+	r := s.t(ts.Linear(final, m.score, ts.None)) // [B,1]
+	rewards = s.t(r.View([]int64{B}, false))
+	return rewards, nil
+}
+
+// hidden runs the decoder and returns the final normed hidden states
+// [B,T,D] and the mask tensor [B,T], both registered in s.
+func (m *RewardModel) hidden(s *scope, b *Batch) (h, mask *ts.Tensor) {
 	c := m.Config
 	B, T := int64(b.B), int64(b.T)
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
-	D := int64(c.HiddenSize)
 
 	ids := s.t(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
-	mask := s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
+	mask = s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
 	if m.device != gotch.CPU {
 		ids = s.t(ids.To(m.device, false))
 		mask = s.t(mask.To(m.device, false))
@@ -281,7 +299,7 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 	minVal := f(-math.MaxFloat32)
 	scale := f(1 / math.Sqrt(float64(hd)))
 
-	h := s.t(ts.Embedding(m.embed, ids, -1, false, false)) // [B,T,D]
+	h = s.t(ts.Embedding(m.embed, ids, -1, false, false)) // [B,T,D]
 	for _, bl := range m.blocks {
 		x := m.rmsNorm(s, h, bl.attnNorm)
 		q := s.t(s.t(s.t(ts.Linear(x, bl.q, ts.None)).View([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
@@ -305,19 +323,7 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 		up := s.t(ts.Linear(x, bl.up, ts.None))
 		h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
 	}
-	h = m.rmsNorm(s, h, m.norm)
-
-	// The last real token of each row, from the mask: argmax of mask*(j+1)
-	// picks the highest position holding a real token whatever the padding
-	// side, and whatever token the padding uses.
-	idx := s.t(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
-	idx = s.t(s.t(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
-	last := s.t(idx.Argmax([]int64{1}, false, false)) // [B]
-	gidx := s.t(s.t(last.View([]int64{B, 1, 1}, false)).Expand([]int64{B, 1, D}, false, false))
-	final := s.t(s.t(h.Gather(1, gidx, false, false)).View([]int64{B, D}, false))
-	r := s.t(ts.Linear(final, m.score, ts.None)) // [B,1]
-	rewards = s.t(r.View([]int64{B}, false))
-	return rewards, nil
+	return m.rmsNorm(s, h, m.norm), mask
 }
 
 // rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w.

@@ -344,3 +344,68 @@ func TestBatchValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestCausalLMLogLik(t *testing.T) {
+	m, vals := newRandom(t, "tiny-llama", 23)
+	// writeHF's causal-LM layout has an all-zero lm_head: every token then
+	// has probability 1/V.
+	dir := writeHF(t, m.Config, vals, safetensors.F32, 1, true)
+	lm, err := LoadCausalLM(dir, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lm.Drop()
+	prompts := [][]int64{{1, 5}, {1, 6, 7, 8}}
+	responses := [][]int64{{9, 10, 2}, {11, 2}}
+	ll, err := lm.ResponseLogLik(prompts, responses, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := -math.Log(float64(m.Config.VocabSize))
+	for i, v := range ll {
+		if math.Abs(v-want) > 1e-5 {
+			t.Errorf("row %d: %v, want log(1/V) = %v", i, v, want)
+		}
+	}
+	// A real head: batching must not change a row's value.
+	vals2 := map[string][]float32{}
+	for k, v := range vals {
+		vals2[k] = v
+	}
+	dir2 := writeHF(t, m.Config, vals2, safetensors.F32, 1, false)
+	// Add an lm_head equal to the embeddings (as a tied model would use).
+	if err := os.WriteFile(filepath.Join(dir2, "config.json"), []byte(strings.Replace(mustRead(t, filepath.Join(dir2, "config.json")), `"tie_word_embeddings": false`, `"tie_word_embeddings": true`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tied, err := LoadCausalLM(dir2, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tied.Drop()
+	both, err := tied.ResponseLogLik(prompts, responses, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range prompts {
+		one, err := tied.ResponseLogLik(prompts[i:i+1], responses[i:i+1], 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(one[0]-both[i]) > 1e-5 || one[0] >= 0 {
+			t.Errorf("row %d: %v alone, %v in a batch", i, one[0], both[i])
+		}
+	}
+	// Without lm_head and untied, it is not a language model.
+	dir3 := writeHF(t, m.Config, vals, safetensors.F32, 1, false)
+	if _, err := LoadCausalLM(dir3, gotch.CPU); err == nil || !strings.Contains(err.Error(), "lm_head") {
+		t.Errorf("reward model loaded as a causal LM: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -2,7 +2,10 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"os"
+	"strings"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -104,5 +107,56 @@ func TestTopLayersNeedsEnoughLayers(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), cfg, Options{}); err == nil {
 		t.Fatal("5 top layers of a 2-layer model accepted")
+	}
+}
+
+// TestPolicyWeightedDecomposition runs prioritised training with policy
+// importance weights from a tiny causal LM (tied embeddings) and checks
+// that the weights are not uniform (effective sample size below M+1).
+func TestPolicyWeightedDecomposition(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := models.Preset("tiny-llama")
+	policyDir := filepath.Join(dir, "policy")
+	if err := models.SaveValues(policyDir, c, models.RandomInit(c, rand.New(rand.NewPCG(9, 9))), nil); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(policyDir, "config.json")
+	b, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(b), `"tie_word_embeddings": false`, `"tie_word_embeddings": true`, 1)), 0o644)
+	cfg, err := configs.Load("", []string{"run.dir=" + filepath.Join(dir, "run"), "data.train=toy:length_bias",
+		"data.synthetic_pairs=120", "train.steps=6", "train.batch_size=8", "eval.every=0", "checkpoint.every=0",
+		"decomposition.enabled=true", "decomposition.warmup_steps=2", "decomposition.every_steps=3",
+		"decomposition.samples=3", "decomposition.weights=policy", "decomposition.policy_model=" + policyDir,
+		"decomposition.policy_temperature=5"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := os.ReadFile(filepath.Join(cfg.Run.Dir, "metrics.jsonl"))
+	var ess []float64
+	for _, l := range strings.Split(string(mb), "\n") {
+		var m struct {
+			Kind    string  `json:"kind"`
+			MeanESS float64 `json:"mean_ess"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Kind == "decomposition" {
+			ess = append(ess, m.MeanESS)
+		}
+	}
+	if len(ess) != 2 {
+		t.Fatalf("%d decomposition rows, want 2 (steps 2 and 5)", len(ess))
+	}
+	for _, e := range ess {
+		if e >= 4-1e-9 || e < 1 {
+			t.Errorf("mean ESS %v: want non-uniform weights over 4 prompts (1 <= ESS < 4)", e)
+		}
+	}
+	// A policy with another vocabulary is refused.
+	cfg.Decomposition.PolicyModel = filepath.Join(dir, "missing")
+	cfg.Run.Dir = filepath.Join(dir, "run2")
+	if _, err := Run(context.Background(), cfg, Options{}); err == nil || !strings.Contains(err.Error(), "policy_model") {
+		t.Errorf("missing policy model: %v", err)
 	}
 }

@@ -47,8 +47,8 @@ func (r *run) recompute() error {
 		sort.Ints(perm)
 		pool = perm
 	}
-	ests, stats, err := Decompose(r.model, pairsAt(r.train, pool), r.prompts, decomposition.Options{
-		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed,
+	ests, stats, err := Decompose(r.model, r.policy, pairsAt(r.train, pool), r.prompts, decomposition.Options{
+		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau,
 	}, d.BatchSize)
 	if err != nil {
 		return fmt.Errorf("decomposition at step %d: %w", r.state.Step, err)
@@ -111,7 +111,7 @@ func (r *run) recompute() error {
 	r.writeMetric(map[string]any{"kind": "decomposition", "step": r.state.Step, "phase": phase, "pool": len(pool),
 		"selected": len(selected), "sequences": stats.Sequences, "seconds": stats.Seconds,
 		"pairs_per_s": float64(stats.Pairs) / stats.Seconds, "decomposition_seconds_total": r.state.DecompSeconds,
-		"share_of_wall_time": share})
+		"share_of_wall_time": share, "mean_ess": meanESS(ests)})
 	r.log.Info("decomposition", "step", r.state.Step, "pool", len(pool), "selected", len(selected),
 		"seconds", round(stats.Seconds), "pairs_per_s", round(float64(stats.Pairs)/stats.Seconds))
 	return nil
@@ -135,8 +135,8 @@ func (r *run) finalAnalysis(res *Result) error {
 		idx[i] = i
 	}
 	d := r.cfg.Decomposition
-	ests, _, err := Decompose(r.model, pairsAt(r.train, idx), r.prompts, decomposition.Options{
-		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: phaseSeed(r.state.DataSeed, 1<<20),
+	ests, _, err := Decompose(r.model, r.policy, pairsAt(r.train, idx), r.prompts, decomposition.Options{
+		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: phaseSeed(r.state.DataSeed, 1<<20), PolicyTau: d.PolicyTau,
 	}, d.BatchSize)
 	if err != nil {
 		return fmt.Errorf("final decomposition: %w", err)
@@ -170,15 +170,29 @@ func tagShare(all []data.Pair, idx []int, ests []decomposition.PairEstimate, tag
 }
 
 // Decompose estimates the prompt-free and prompt-related parts of each
-// pair's reward gap under m, drawing comparison prompts from prompts.
-func Decompose(m *models.RewardModel, pairs []data.Pair, prompts [][]int64, opt decomposition.Options, batchSize int) ([]decomposition.PairEstimate, decomposition.Stats, error) {
+// pair's reward gap under m, drawing comparison prompts from prompts. With
+// a policy the prompts are importance-weighted by its likelihoods of the
+// two responses; without one, uniformly.
+func Decompose(m *models.RewardModel, policy *models.CausalLM, pairs []data.Pair, prompts [][]int64, opt decomposition.Options, batchSize int) ([]decomposition.PairEstimate, decomposition.Stats, error) {
 	views := make([]decomposition.Pair, len(pairs))
 	for i, p := range pairs {
 		views[i] = decomposition.Pair{Prompt: p.Prompt, Y1: p.Chosen, Y2: p.Rejected}
 	}
+	var ll decomposition.LogLikFunc
+	if policy != nil {
+		ll = func(ps, rs [][]int64) ([]float64, error) { return policy.ResponseLogLik(ps, rs, batchSize) }
+	}
 	return decomposition.EstimateAll(views, prompts, opt, func(seqs [][]int64) ([]float64, error) {
 		return m.Score(seqs, batchSize)
-	}, nil)
+	}, ll)
+}
+
+func meanESS(ests []decomposition.PairEstimate) float64 {
+	var s float64
+	for _, e := range ests {
+		s += e.ESS
+	}
+	return s / float64(max(1, len(ests)))
 }
 
 // PromptPool lists the distinct prompts of pairs, in first-seen order.

@@ -82,6 +82,7 @@ type run struct {
 	eval     []data.Pair
 	test     []data.Pair
 	prompts  [][]int64
+	policy   *models.CausalLM
 	sampler  *data.Sampler
 	state    State
 	metrics  *os.File
@@ -156,6 +157,9 @@ func (r *run) close() {
 	}
 	if r.model != nil {
 		r.model.Drop()
+	}
+	if r.policy != nil {
+		r.policy.Drop()
 	}
 	if r.metrics != nil {
 		r.metrics.Close()
@@ -249,6 +253,14 @@ func (r *run) setup() error {
 	}
 	r.sampler.Epoch, r.sampler.Pos = r.state.Epoch, r.state.EpochPos
 	r.prompts = PromptPool(r.train)
+	if d := c.Decomposition; d.Weights == "policy" {
+		if r.policy, err = models.LoadCausalLM(d.PolicyModel, gotch.CPU); err != nil {
+			return fmt.Errorf("decomposition.policy_model: %w", err)
+		}
+		if r.policy.Config().VocabSize != r.model.Config.VocabSize {
+			return fmt.Errorf("decomposition.policy_model %s has a vocabulary of %d, the reward model %d", d.PolicyModel, r.policy.Config().VocabSize, r.model.Config.VocabSize)
+		}
+	}
 
 	total := c.Train.Steps
 	if total == 0 {

@@ -21,6 +21,8 @@ import (
 func newDecomposeCmd(g *globals) *cobra.Command {
 	var (
 		modelDir, dataPath, promptsPath, out, tag string
+		policyDir                                 string
+		tau                                       float64
 		samples, batch                            int
 		includeOwn                                bool
 		seed                                      uint64
@@ -56,7 +58,14 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 				}
 			}
 			pool := trainer.PromptPool(promptSrc)
-			ests, st, err := trainer.Decompose(m, pairs, pool, decomposition.Options{Samples: samples, IncludeOwn: includeOwn, Tol: 1e-6, Seed: seed}, batch)
+			var policy *models.CausalLM
+			if policyDir != "" {
+				if policy, err = models.LoadCausalLM(policyDir, gotch.CPU); err != nil {
+					return err
+				}
+				defer policy.Drop()
+			}
+			ests, st, err := trainer.Decompose(m, policy, pairs, pool, decomposition.Options{Samples: samples, IncludeOwn: includeOwn, Tol: 1e-6, Seed: seed, PolicyTau: tau}, batch)
 			if err != nil {
 				return err
 			}
@@ -72,6 +81,11 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 			}
 			s := summarize(ests)
 			s["pairs"], s["samples"], s["seconds"], s["pairs_per_s"] = len(pairs), samples, st.Seconds, float64(st.Pairs)/st.Seconds
+			var ess float64
+			for _, e := range ests {
+				ess += e.ESS
+			}
+			s["mean_ess"] = ess / float64(len(ests))
 			j, _ := json.MarshalIndent(s, "", "  ")
 			if err := fsutil.WriteFileAtomic(filepath.Join(out, "summary.json"), append(j, '\n')); err != nil {
 				return err
@@ -95,6 +109,7 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 			fmt.Fprintf(w, "mean std of gap across prompts\t%.4f\n", s["mean_std_across_prompts"])
 			fmt.Fprintf(w, "pairs ranked alike under other prompts (|mean gap| > std, same sign)\t%.3f\n", s["sign_stable_share"])
 			fmt.Fprintf(w, "prompt-free share of |gap|\t%.3f\n", s["prompt_free_share"])
+			fmt.Fprintf(w, "mean effective sample size of the weights\t%.2f\n", s["mean_ess"])
 			fmt.Fprintf(w, "outputs\t%s\n", out)
 			return w.Flush()
 		},
@@ -108,6 +123,8 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the prompt draws")
 	cmd.Flags().StringVar(&out, "out", "", "output folder (default: ./decomposition)")
 	cmd.Flags().StringVar(&tag, "tag", "", "pair tag that colours the plot")
+	cmd.Flags().StringVar(&policyDir, "policy", "", "causal LM folder for importance weights (default: uniform weights)")
+	cmd.Flags().Float64Var(&tau, "tau", 1, "temperature τ of the policy weights")
 	return cmd
 }
 

@@ -1,0 +1,142 @@
+package models
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"prism/internal/safetensors"
+)
+
+// CausalLM is a Llama-family language model: the decoder of a
+// RewardModel with the language-model head. The decomposition uses it as
+// the policy π(y | x) whose likelihoods weight the sampled prompts.
+type CausalLM struct {
+	decoder *RewardModel
+	lmHead  *ts.Tensor
+	tied    bool
+}
+
+// LoadCausalLM reads a Hugging Face causal-LM folder (lm_head.weight, or
+// tied embeddings).
+func LoadCausalLM(dir string, device gotch.Device) (*CausalLM, error) {
+	m, _, err := Load(dir, device, rand.New(rand.NewPCG(0, 0)))
+	if err != nil {
+		return nil, err
+	}
+	lm := &CausalLM{decoder: m}
+	files, err := weightFiles(dir)
+	if err != nil {
+		m.Drop()
+		return nil, err
+	}
+	for _, path := range files {
+		f, err := safetensors.Open(path)
+		if err != nil {
+			m.Drop()
+			return nil, err
+		}
+		ti, ok := f.Lookup("lm_head.weight")
+		if ok {
+			want := []int64{int64(m.Config.VocabSize), int64(m.Config.HiddenSize)}
+			if len(ti.Shape) != 2 || ti.Shape[0] != want[0] || ti.Shape[1] != want[1] {
+				f.Close()
+				m.Drop()
+				return nil, fmt.Errorf("%s: lm_head.weight has shape %v, want %v", path, ti.Shape, want)
+			}
+			raw, err := f.ReadRaw(ti.Name)
+			if err == nil {
+				lm.lmHead, err = tensorFromRaw(ti, raw, device)
+			}
+			if err != nil {
+				f.Close()
+				m.Drop()
+				return nil, fmt.Errorf("%s: lm_head.weight: %w", path, err)
+			}
+		}
+		f.Close()
+	}
+	if lm.lmHead == nil {
+		if !m.Config.TieWordEmbeddings {
+			m.Drop()
+			return nil, fmt.Errorf("%s: no lm_head.weight and tie_word_embeddings is false: not a causal language model", dir)
+		}
+		lm.lmHead, lm.tied = m.embed, true
+	}
+	return lm, nil
+}
+
+// Drop frees the model.
+func (lm *CausalLM) Drop() {
+	if lm.lmHead != nil && !lm.tied {
+		lm.lmHead.Drop()
+	}
+	lm.decoder.Drop()
+}
+
+// Config is the model's configuration.
+func (lm *CausalLM) Config() *Config { return lm.decoder.Config }
+
+// ResponseLogLik returns, for each (prompt, response), the mean
+// log-probability of the response's tokens given the prompt and the
+// response tokens before them (the length-normalised log-likelihood).
+func (lm *CausalLM) ResponseLogLik(prompts, responses [][]int64, batchSize int) (out []float64, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if len(prompts) != len(responses) {
+		return nil, fmt.Errorf("%d prompts for %d responses", len(prompts), len(responses))
+	}
+	out = make([]float64, len(prompts))
+	ts.NoGrad(func() {
+		for lo := 0; lo < len(prompts) && err == nil; lo += batchSize {
+			hi := min(lo+batchSize, len(prompts))
+			var v []float64
+			v, err = lm.batchLogLik(prompts[lo:hi], responses[lo:hi])
+			copy(out[lo:hi], v)
+		}
+	})
+	return out, err
+}
+
+func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, err error) {
+	seqs := make([][]int64, len(prompts))
+	for i := range prompts {
+		if len(prompts[i]) == 0 || len(responses[i]) == 0 {
+			return nil, fmt.Errorf("row %d: a log-likelihood needs a prompt and a response", i)
+		}
+		seqs[i] = append(append([]int64{}, prompts[i]...), responses[i]...)
+	}
+	b := Collate(seqs, lm.decoder.PadID())
+	if err := b.Validate(lm.decoder.Config.VocabSize); err != nil {
+		return nil, err
+	}
+	// Position t predicts token t+1; it counts when t+1 is a response token.
+	B, T := b.B, b.T
+	target := make([]int64, B*T)
+	weight := make([]float32, B*T)
+	for r, s := range seqs {
+		for t := 0; t+1 < len(s); t++ {
+			target[r*T+t] = s[t+1]
+			if t+1 >= len(prompts[r]) {
+				weight[r*T+t] = 1 / float32(len(responses[r]))
+			}
+		}
+	}
+	s := &scope{}
+	defer s.release()
+	defer catch(&err, "policy log-likelihood")
+	h, _ := lm.decoder.hidden(s, b)
+	logits := s.t(ts.Linear(h, lm.lmHead, ts.None))
+	logp := s.t(logits.LogSoftmax(-1, gotch.Float, false))
+	tgt := s.t(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))
+	w := s.t(ts.OfDataSize(float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
+	if dev := lm.decoder.device; dev != gotch.CPU {
+		tgt, w = s.t(tgt.To(dev, false)), s.t(w.To(dev, false))
+	}
+	picked := s.t(s.t(logp.Gather(-1, tgt, false, false)).SqueezeDim(-1, false))
+	ll := s.t(s.t(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
+	return Float64s(ll)
+}
