@@ -1,0 +1,295 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Message is one turn of a conversation.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// TextPair is a preference pair before tokenisation: the conversation so
+// far, and the chosen and rejected continuations. The boundary between
+// prompt and response is kept so the decomposition can pair any prompt with
+// any response.
+type TextPair struct {
+	ID       int
+	Prompt   []Message
+	Chosen   []Message
+	Rejected []Message
+	Margin   float64
+	// Subset names a benchmark subset (RewardBench's "subset" column).
+	Subset string
+	Tags   map[string]string
+}
+
+// Keys names the fields of a row (OpenRLHF's prompt_key, chosen_key and
+// rejected_key).
+type Keys struct {
+	Prompt, Chosen, Rejected, Margin string
+}
+
+// DefaultKeys are TRL's and OpenRLHF's default field names.
+var DefaultKeys = Keys{Prompt: "prompt", Chosen: "chosen", Rejected: "rejected", Margin: "margin"}
+
+// ReadOptions control ReadTextPairs.
+type ReadOptions struct {
+	Keys Keys
+	// SkipInvalid skips bad rows and counts them instead of failing.
+	SkipInvalid bool
+}
+
+// ReadStats counts what reading skipped.
+type ReadStats struct {
+	Rows, Skipped int
+	// FirstSkipped is the error of the first skipped row, for the log.
+	FirstSkipped error
+}
+
+// ReadTextPairs reads preference pairs from JSON Lines (.jsonl) or a JSON
+// array (.json), streaming: a file larger than memory is read row by row.
+// Rows take these shapes (field names per opt.Keys):
+//
+//	{"prompt": "...", "chosen": "...", "rejected": "..."}
+//	{"chosen": [messages], "rejected": [messages]}   (shared leading turns are the prompt)
+//	{"prompt": [messages], "chosen": [messages], "rejected": [messages]}
+//
+// with an optional "margin" number, "subset" string and "tags" object. A
+// bad row is an error naming the file, the line (or array index) and the
+// field; with SkipInvalid it is skipped and counted.
+func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) {
+	if opt.Keys == (Keys{}) {
+		opt.Keys = DefaultKeys
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, ReadStats{}, err
+	}
+	defer f.Close()
+	var st ReadStats
+	var pairs []TextPair
+	handle := func(where string, raw []byte) error {
+		st.Rows++
+		p, err := decodeTextRow(raw, opt.Keys)
+		if err != nil {
+			err = fmt.Errorf("%w: %s:%s: %v", ErrInvalid, path, where, err)
+			if !opt.SkipInvalid {
+				return err
+			}
+			if st.Skipped == 0 {
+				st.FirstSkipped = err
+			}
+			st.Skipped++
+			return nil
+		}
+		p.ID = len(pairs)
+		pairs = append(pairs, p)
+		return nil
+	}
+	br := bufio.NewReaderSize(f, 1<<16)
+	first, err := firstByte(br)
+	if err != nil {
+		return nil, st, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+	}
+	if first == '[' {
+		err = readJSONArray(br, handle)
+	} else {
+		err = readJSONLines(br, handle)
+	}
+	if err != nil {
+		return nil, st, err
+	}
+	if len(pairs) == 0 {
+		return nil, st, fmt.Errorf("%w: %s: no valid pairs (%d rows, %d skipped)", ErrInvalid, path, st.Rows, st.Skipped)
+	}
+	return pairs, st, nil
+}
+
+// firstByte peeks at the first non-space byte.
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, errors.New("empty file")
+			}
+			return 0, err
+		}
+		if b == ' ' || b == '\t' || b == '\r' || b == '\n' {
+			continue
+		}
+		return b, br.UnreadByte()
+	}
+}
+
+func readJSONLines(br *bufio.Reader, handle func(string, []byte) error) error {
+	for line := 1; ; line++ {
+		b, err := readLine(br)
+		if errors.Is(err, errLineTooLong) {
+			if herr := handle(fmt.Sprint(line), nil); herr != nil {
+				return fmt.Errorf("%w (line longer than %d bytes)", herr, MaxLineBytes)
+			}
+			continue
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			if herr := handle(fmt.Sprint(line), b); herr != nil {
+				return herr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readJSONArray streams the elements of a top-level JSON array.
+func readJSONArray(br *bufio.Reader, handle func(string, []byte) error) error {
+	dec := json.NewDecoder(br)
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	for i := 0; dec.More(); i++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("%w: element %d: %v", ErrInvalid, i, err)
+		}
+		if err := handle(fmt.Sprintf("[%d]", i), raw); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("%w: unterminated array: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
+	if raw == nil {
+		return TextPair{}, errors.New("line too long")
+	}
+	// encoding/json would replace invalid UTF-8 with U+FFFD silently.
+	if !utf8.Valid(raw) {
+		return TextPair{}, errors.New("not valid UTF-8")
+	}
+	var row map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &row); err != nil {
+		return TextPair{}, err
+	}
+	var p TextPair
+	chosen, err := messagesField(row, keys.Chosen, "assistant", true)
+	if err != nil {
+		return p, err
+	}
+	rejected, err := messagesField(row, keys.Rejected, "assistant", true)
+	if err != nil {
+		return p, err
+	}
+	prompt, err := messagesField(row, keys.Prompt, "user", false)
+	if err != nil {
+		return p, err
+	}
+	if prompt == nil {
+		// TRL's implicit prompt: the turns both conversations share.
+		n := 0
+		for n < len(chosen)-1 && n < len(rejected)-1 && chosen[n] == rejected[n] {
+			n++
+		}
+		prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+	}
+	for _, r := range []struct {
+		field string
+		msgs  []Message
+	}{{keys.Chosen, chosen}, {keys.Rejected, rejected}} {
+		if len(r.msgs) == 0 {
+			return p, fmt.Errorf("field %q: no response after the prompt", r.field)
+		}
+		for _, m := range r.msgs {
+			if strings.TrimSpace(m.Content) == "" {
+				return p, fmt.Errorf("field %q: empty response", r.field)
+			}
+		}
+	}
+	if slices.Equal(chosen, rejected) {
+		return p, fmt.Errorf("fields %q and %q are identical", keys.Chosen, keys.Rejected)
+	}
+	p.Prompt, p.Chosen, p.Rejected = prompt, chosen, rejected
+	if v, ok := row[keys.Margin]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &p.Margin); err != nil || math.IsNaN(p.Margin) || math.IsInf(p.Margin, 0) {
+			return p, fmt.Errorf("field %q: want a finite number, got %s", keys.Margin, short(v))
+		}
+	}
+	if v, ok := row["subset"]; ok {
+		if err := json.Unmarshal(v, &p.Subset); err != nil {
+			return p, fmt.Errorf("field \"subset\": want a string, got %s", short(v))
+		}
+	}
+	if v, ok := row["tags"]; ok {
+		if err := json.Unmarshal(v, &p.Tags); err != nil {
+			return p, fmt.Errorf("field \"tags\": want an object of strings, got %s", short(v))
+		}
+	}
+	return p, nil
+}
+
+// messagesField reads a field holding a string (one message of the given
+// role) or a list of {"role", "content"} messages.
+func messagesField(row map[string]json.RawMessage, key, role string, required bool) ([]Message, error) {
+	v, ok := row[key]
+	if !ok || string(v) == "null" {
+		if required {
+			return nil, fmt.Errorf("field %q is missing", key)
+		}
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return []Message{{Role: role, Content: s}}, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(v, &items); err != nil {
+		return nil, fmt.Errorf("field %q: want a string or a list of messages, got %s", key, short(v))
+	}
+	msgs := make([]Message, 0, len(items))
+	for i, it := range items {
+		dec := json.NewDecoder(bytes.NewReader(it))
+		dec.DisallowUnknownFields()
+		var m Message
+		if err := dec.Decode(&m); err != nil {
+			return nil, fmt.Errorf("field %q: message %d: want {\"role\", \"content\"} strings: %v", key, i, err)
+		}
+		switch m.Role {
+		case "system", "user", "assistant":
+		default:
+			return nil, fmt.Errorf("field %q: message %d: role %q is not system, user or assistant", key, i, m.Role)
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 && required {
+		return nil, fmt.Errorf("field %q is an empty list", key)
+	}
+	return msgs, nil
+}
+
+// short quotes a JSON value for an error message, cut to a readable length.
+func short(v []byte) string {
+	s := string(v)
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
