@@ -58,8 +58,9 @@ type ReadStats struct {
 	FirstSkipped error
 }
 
-// ReadTextPairs reads preference pairs from JSON Lines (.jsonl) or a JSON
-// array (.json), streaming: a file larger than memory is read row by row.
+// ReadTextPairs reads preference pairs from JSON Lines (.jsonl), a JSON
+// array (.json) or Parquet (.parquet, the format Hugging Face datasets are
+// stored in), streaming: a file larger than memory is read row by row.
 // Rows take these shapes (field names per opt.Keys):
 //
 //	{"prompt": "...", "chosen": "...", "rejected": "..."}
@@ -97,6 +98,15 @@ func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) 
 		p.ID = len(pairs)
 		pairs = append(pairs, p)
 		return nil
+	}
+	if strings.HasSuffix(strings.ToLower(path), ".parquet") {
+		if err := readParquet(f, path, handle); err != nil {
+			return nil, st, err
+		}
+		if len(pairs) == 0 {
+			return nil, st, fmt.Errorf("%w: %s: no valid pairs (%d rows, %d skipped)", ErrInvalid, path, st.Rows, st.Skipped)
+		}
+		return pairs, st, nil
 	}
 	br := bufio.NewReaderSize(f, 1<<16)
 	first, err := firstByte(br)

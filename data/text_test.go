@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 func writeData(t *testing.T, name, content string) string {
@@ -104,5 +106,60 @@ func TestReadTextPairsSkipInvalid(t *testing.T) {
 	}
 	if pairs[1].ID != 1 || pairs[1].Prompt[0].Content != "d" {
 		t.Errorf("ids not renumbered: %+v", pairs[1])
+	}
+}
+
+type pqMessage struct {
+	Role    string `parquet:"role"`
+	Content string `parquet:"content"`
+}
+
+type pqConv struct {
+	Chosen   []pqMessage `parquet:"chosen"`
+	Rejected []pqMessage `parquet:"rejected"`
+}
+
+type pqFlat struct {
+	Prompt   string `parquet:"prompt"`
+	Chosen   string `parquet:"chosen"`
+	Rejected string `parquet:"rejected"`
+	Subset   string `parquet:"subset"`
+}
+
+func TestReadParquet(t *testing.T) {
+	dir := t.TempDir()
+	conv := filepath.Join(dir, "conv.parquet")
+	if err := parquet.WriteFile(conv, []pqConv{
+		{Chosen: []pqMessage{{"user", "hi"}, {"assistant", "hello"}}, Rejected: []pqMessage{{"user", "hi"}, {"assistant", "no"}}},
+		{Chosen: []pqMessage{{"user", "2+2"}, {"assistant", "4"}}, Rejected: []pqMessage{{"user", "2+2"}, {"assistant", "5"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pairs, _, err := ReadTextPairs(conv, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != 2 || pairs[1].Prompt[0].Content != "2+2" || pairs[1].Chosen[0].Content != "4" || pairs[1].Rejected[0].Content != "5" {
+		t.Fatalf("conversational parquet: %+v", pairs)
+	}
+	flat := filepath.Join(dir, "flat.parquet")
+	if err := parquet.WriteFile(flat, []pqFlat{{"q", "a", "b", "hep-go"}}); err != nil {
+		t.Fatal(err)
+	}
+	pairs, _, err = ReadTextPairs(flat, ReadOptions{})
+	if err != nil || pairs[0].Subset != "hep-go" || pairs[0].Prompt[0].Content != "q" {
+		t.Fatalf("flat parquet: %v %+v", err, pairs)
+	}
+	// Wrong columns: the error names the row and the missing field.
+	_, _, err = ReadTextPairs(flat, ReadOptions{Keys: Keys{Prompt: "prompt", Chosen: "good", Rejected: "bad", Margin: "margin"}})
+	if err == nil || !strings.Contains(err.Error(), "flat.parquet:row 0") || !strings.Contains(err.Error(), `field "good" is missing`) {
+		t.Errorf("wrong columns: %v", err)
+	}
+	// A truncated footer.
+	b, _ := os.ReadFile(flat)
+	cut := filepath.Join(dir, "cut.parquet")
+	os.WriteFile(cut, b[:len(b)-10], 0o644)
+	if _, _, err := ReadTextPairs(cut, ReadOptions{}); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cut.parquet") {
+		t.Errorf("truncated parquet: %v", err)
 	}
 }

@@ -1,0 +1,66 @@
+package data
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// readParquet streams a Parquet file's rows through handle as JSON objects,
+// so Parquet rows go through the same validation as JSON ones.
+func readParquet(f *os.File, path string, handle func(string, []byte) error) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pf, err := parquet.OpenFile(f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("%w: %s: not a readable Parquet file: %v", ErrInvalid, path, err)
+	}
+	r := parquet.NewGenericReader[any](f, &parquet.ReaderConfig{Schema: pf.Schema()})
+	defer r.Close()
+	buf := make([]any, 256)
+	row := 0
+	for {
+		n, err := r.Read(buf)
+		for _, v := range buf[:n] {
+			b, merr := json.Marshal(jsonable(v))
+			if merr != nil {
+				return fmt.Errorf("%w: %s: row %d: %v", ErrInvalid, path, row, merr)
+			}
+			if herr := handle(fmt.Sprintf("row %d", row), b); herr != nil {
+				return herr
+			}
+			row++
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: row %d: %v", ErrInvalid, path, row, err)
+		}
+	}
+}
+
+// jsonable turns byte strings into strings (json would base64 them).
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+		return x
+	}
+	return v
+}
