@@ -78,6 +78,11 @@ type Data struct {
 	EvalFraction       float64 `mapstructure:"eval_fraction" yaml:"eval_fraction"`
 	MaxLength          int     `mapstructure:"max_length" yaml:"max_length"`
 	Truncation         string  `mapstructure:"truncation" yaml:"truncation"`
+	Tokenizer          string  `mapstructure:"tokenizer" yaml:"tokenizer"`
+	PromptKey          string  `mapstructure:"prompt_key" yaml:"prompt_key"`
+	ChosenKey          string  `mapstructure:"chosen_key" yaml:"chosen_key"`
+	RejectedKey        string  `mapstructure:"rejected_key" yaml:"rejected_key"`
+	SkipInvalid        bool    `mapstructure:"skip_invalid" yaml:"skip_invalid"`
 	SyntheticPairs     int     `mapstructure:"synthetic_pairs" yaml:"synthetic_pairs"`
 	SyntheticMinLength int     `mapstructure:"synthetic_min_length" yaml:"synthetic_min_length"`
 	SyntheticMaxLength int     `mapstructure:"synthetic_max_length" yaml:"synthetic_max_length"`

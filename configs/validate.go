@@ -79,6 +79,11 @@ func (c *Config) Validate() error {
 		bad("data.max_length", "must be at least 2, got %d", c.Data.MaxLength)
 	}
 	oneOf("data.truncation", c.Data.Truncation, "drop", "left")
+	for _, k := range []struct{ key, v string }{{"data.prompt_key", c.Data.PromptKey}, {"data.chosen_key", c.Data.ChosenKey}, {"data.rejected_key", c.Data.RejectedKey}} {
+		if strings.TrimSpace(k.v) == "" {
+			bad(k.key, "must name a field")
+		}
+	}
 	positive("data.synthetic_pairs", c.Data.SyntheticPairs)
 	positive("data.synthetic_min_length", c.Data.SyntheticMinLength)
 	if c.Data.SyntheticMaxLength < c.Data.SyntheticMinLength || c.Data.SyntheticMaxLength > c.Data.MaxLength {

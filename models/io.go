@@ -190,11 +190,28 @@ func tensorFromRaw(ti safetensors.TensorInfo, raw []byte, device gotch.Device) (
 // folder is written next to dir and renamed into place, so dir never holds
 // a half-written model.
 func (m *RewardModel) Save(dir string, stats *Stats) error {
+	return m.SaveWith(dir, stats, nil)
+}
+
+// SaveWith is Save with extra files (the tokenizer's, so the folder is a
+// complete model for the RLHF tools that load it), written in the same
+// atomic step.
+func (m *RewardModel) SaveWith(dir string, stats *Stats, extra map[string][]byte) error {
 	values, err := m.Values()
 	if err != nil {
 		return err
 	}
-	return SaveValues(dir, m.Config, values, stats)
+	return fsutil.WriteDirAtomic(dir, func(tmp string) error {
+		if err := WriteFolder(tmp, m.Config, values, stats); err != nil {
+			return err
+		}
+		for name, b := range extra {
+			if err := fsutil.WriteFileSync(filepath.Join(tmp, filepath.Base(name)), b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // SaveValues writes float32 weight values in the layout of Save,

@@ -20,6 +20,7 @@ import (
 
 	"prism/configs"
 	"prism/data"
+	"prism/data/encode"
 	"prism/internal/fsutil"
 	"prism/internal/report"
 	"prism/models"
@@ -295,14 +296,14 @@ func (r *run) loadData(mcfg *models.Config) error {
 	case strings.HasPrefix(c.Train, "toy:"):
 		pairs, r.test, err = data.Toy(strings.TrimPrefix(c.Train, "toy:"), c.SyntheticPairs, mcfg.VocabSize, uint64(r.cfg.Run.Seed))
 	default:
-		pairs, err = data.ReadTokenPairs(c.Train, mcfg.VocabSize)
+		pairs, err = r.readPairs(c.Train, mcfg.VocabSize)
 	}
 	if err != nil {
 		return err
 	}
 	if c.Eval != "" {
 		r.train = pairs
-		if r.eval, err = data.ReadTokenPairs(c.Eval, mcfg.VocabSize); err != nil {
+		if r.eval, err = r.readPairs(c.Eval, mcfg.VocabSize); err != nil {
 			return err
 		}
 	} else {
@@ -320,6 +321,33 @@ func (r *run) loadData(mcfg *models.Config) error {
 		return fmt.Errorf("no training pairs left after the length limit (%d dropped)", dropped)
 	}
 	return nil
+}
+
+// tokenizerDir is the folder of the tokenizer for text data.
+func (r *run) tokenizerDir() string {
+	if r.cfg.Data.Tokenizer != "" {
+		return r.cfg.Data.Tokenizer
+	}
+	return r.cfg.Model.Path
+}
+
+// readPairs reads a data file: pre-tokenised pairs as they are, text pairs
+// through the tokenizer and chat template (once: epochs and the
+// decomposition reuse the ids).
+func (r *run) readPairs(path string, vocab int) ([]data.Pair, error) {
+	d := r.cfg.Data
+	pairs, skipped, err := encode.ReadFile(path, r.tokenizerDir(), vocab, data.ReadOptions{
+		Keys:        data.Keys{Prompt: d.PromptKey, Chosen: d.ChosenKey, Rejected: d.RejectedKey, Margin: "margin"},
+		SkipInvalid: d.SkipInvalid,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if skipped > 0 {
+		r.log.Warn("skipped invalid rows", "file", path, "skipped", skipped)
+		r.writeMetric(map[string]any{"kind": "data", "file": path, "skipped_invalid": skipped})
+	}
+	return pairs, nil
 }
 
 // selectTrainable freezes what the config does not train.
@@ -457,7 +485,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if ev != nil {
 		stats.RewardMean, stats.RewardStd = ev.RewardMean, ev.RewardStd
 	}
-	if err := r.model.Save(res.ModelDir, stats); err != nil {
+	if err := r.model.SaveWith(res.ModelDir, stats, r.tokenizerFiles()); err != nil {
 		return nil, err
 	}
 	r.log.Info("saved model", "dir", res.ModelDir)
@@ -651,11 +679,11 @@ func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int) (*EvalMet
 	if err != nil {
 		return nil, err
 	}
-	return pairMetrics(r[:len(pairs)], r[len(pairs):]), nil
+	return PairMetrics(r[:len(pairs)], r[len(pairs):]), nil
 }
 
-// pairMetrics summarises rewards of chosen and rejected responses.
-func pairMetrics(chosen, rejected []float64) *EvalMetrics {
+// PairMetrics summarises rewards of chosen and rejected responses.
+func PairMetrics(chosen, rejected []float64) *EvalMetrics {
 	n := len(chosen)
 	ev := &EvalMetrics{Pairs: n}
 	var sum, sumSq float64
@@ -736,3 +764,19 @@ func (r *run) trimMetrics(step int) error {
 }
 
 func round(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// tokenizerFiles are the tokenizer's files to ship with the saved model,
+// when the run read text through a tokenizer.
+func (r *run) tokenizerFiles() map[string][]byte {
+	dir := r.tokenizerDir()
+	if dir == "" {
+		return nil
+	}
+	out := map[string][]byte{}
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			out[name] = b
+		}
+	}
+	return out
+}

@@ -387,7 +387,7 @@ func TestSchedule(t *testing.T) {
 }
 
 func TestPairMetricsTiesAreWrong(t *testing.T) {
-	ev := pairMetrics([]float64{1, 2, 3, 0}, []float64{0, 2, 4, -1})
+	ev := PairMetrics([]float64{1, 2, 3, 0}, []float64{0, 2, 4, -1})
 	if ev.Accuracy != 0.5 {
 		t.Errorf("accuracy %v, want 0.5 (a tie counts as wrong)", ev.Accuracy)
 	}

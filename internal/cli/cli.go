@@ -59,7 +59,7 @@ small prompt-free gap.`,
 	root.SetErr(stderr)
 	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g))
+	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd())
 	return root
 }
 

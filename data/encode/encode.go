@@ -1,0 +1,184 @@
+// Package encode turns text preference pairs into token ids with a model's
+// own tokenizer and chat template, keeping the boundary between prompt and
+// response so that any prompt can later be paired with any response.
+package encode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"prism/data"
+	"prism/data/chattemplate"
+	"prism/data/tokenizer"
+)
+
+// Encoder renders and tokenises pairs.
+type Encoder struct {
+	Tok  *tokenizer.Tokenizer
+	Chat *chattemplate.Config
+}
+
+// Load reads tokenizer.json and tokenizer_config.json from a model or
+// tokenizer folder.
+func Load(dir string) (*Encoder, error) {
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	chat, err := chattemplate.LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Encoder{Tok: tok, Chat: chat}, nil
+}
+
+// Pair renders a text pair with the chat template and tokenises it: the
+// prompt is the conversation rendered with the generation prompt, each
+// response what the full conversation adds to it. The rendered text
+// already holds BOS, so no special tokens are added again (a duplicated BOS
+// shifts reward-model accuracy).
+func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
+	prompt, err := chattemplate.Render(e.Chat, p.Prompt, chattemplate.Options{AddGenerationPrompt: true})
+	if err != nil {
+		return data.Pair{}, fmt.Errorf("chat template (prompt): %w", err)
+	}
+	out := data.Pair{ID: p.ID, Margin: p.Margin, Tags: p.Tags}
+	if p.Subset != "" {
+		out.Tags = map[string]string{"subset": p.Subset}
+		for k, v := range p.Tags {
+			out.Tags[k] = v
+		}
+	}
+	if out.Prompt, err = e.ids(prompt); err != nil {
+		return data.Pair{}, err
+	}
+	for _, side := range []struct {
+		name string
+		msgs []data.Message
+		dst  *[]int64
+	}{{"chosen", p.Chosen, &out.Chosen}, {"rejected", p.Rejected, &out.Rejected}} {
+		full, err := renderFull(e, append(append([]data.Message{}, p.Prompt...), side.msgs...))
+		if err != nil {
+			return data.Pair{}, fmt.Errorf("chat template (%s): %w", side.name, err)
+		}
+		resp, ok := strings.CutPrefix(full, prompt)
+		if !ok {
+			return data.Pair{}, fmt.Errorf("%s: the rendered conversation does not start with the rendered prompt, so the prompt/response boundary is lost", side.name)
+		}
+		if *side.dst, err = e.ids(resp); err != nil {
+			return data.Pair{}, err
+		}
+		if len(*side.dst) == 0 {
+			return data.Pair{}, fmt.Errorf("%s: the response renders to no tokens", side.name)
+		}
+	}
+	return out, nil
+}
+
+func (e *Encoder) ids(text string) ([]int64, error) {
+	ids, err := e.Tok.Encode(text, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(ids))
+	for i, id := range ids {
+		out[i] = int64(id)
+	}
+	return out, nil
+}
+
+// Pairs encodes every pair; with skipInvalid, pairs the template rejects
+// are skipped and counted instead of failing the whole file.
+func (e *Encoder) Pairs(name string, in []data.TextPair, skipInvalid bool) ([]data.Pair, int, error) {
+	out := make([]data.Pair, 0, len(in))
+	skipped := 0
+	for _, p := range in {
+		q, err := e.Pair(p)
+		if err != nil {
+			err = fmt.Errorf("%w: %s: pair %d: %v", data.ErrInvalid, name, p.ID, err)
+			if !skipInvalid {
+				return nil, skipped, err
+			}
+			skipped++
+			continue
+		}
+		q.ID = len(out)
+		out = append(out, q)
+	}
+	if len(out) == 0 {
+		return nil, skipped, errors.New(name + ": no pair could be encoded")
+	}
+	return out, skipped, nil
+}
+
+// IsTokenFile reports whether a JSON Lines or JSON file holds
+// pre-tokenised pairs ("chosen_ids"), judged by its first row.
+func IsTokenFile(path string) (bool, error) {
+	if strings.HasSuffix(strings.ToLower(path), ".parquet") {
+		return false, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 64<<10)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	first := head[:n]
+	if i := bytes.IndexByte(first, '\n'); i >= 0 && bytes.TrimSpace(first)[0] != '[' {
+		first = first[:i]
+	}
+	return bytes.Contains(first, []byte(`"chosen_ids"`)), nil
+}
+
+// ReadFile reads preference pairs of any supported kind: pre-tokenised
+// JSON Lines as they are, text rows (JSON Lines, JSON, Parquet) rendered
+// and tokenised with the tokenizer and chat template of tokDir. It returns
+// the number of rows skipped (with opt.SkipInvalid).
+func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions) ([]data.Pair, int, error) {
+	tokens, err := IsTokenFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	if tokens {
+		p, err := data.ReadTokenPairs(path, vocab)
+		return p, 0, err
+	}
+	if tokDir == "" {
+		return nil, 0, fmt.Errorf("%s holds text pairs: name the tokenizer folder (data.tokenizer, or a model.path with tokenizer.json)", path)
+	}
+	text, st, err := data.ReadTextPairs(path, opt)
+	if err != nil {
+		return nil, 0, err
+	}
+	e, err := Load(tokDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	pairs, skipped, err := e.Pairs(path, text, opt.SkipInvalid)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, p := range pairs {
+		for _, ids := range [][]int64{p.Prompt, p.Chosen, p.Rejected} {
+			for _, id := range ids {
+				if vocab > 0 && id >= int64(vocab) {
+					return nil, 0, fmt.Errorf("%s: pair %d: token id %d from %s is outside the model's vocabulary (%d): tokenizer and model do not match", path, p.ID, id, tokDir, vocab)
+				}
+			}
+		}
+	}
+	return pairs, st.Skipped + skipped, nil
+}
+
+// renderFull renders a whole conversation without the generation prompt.
+func renderFull(e *Encoder, msgs []data.Message) (string, error) {
+	return chattemplate.Render(e.Chat, msgs, chattemplate.Options{})
+}

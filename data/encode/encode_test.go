@@ -1,0 +1,85 @@
+package encode
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"prism/data"
+)
+
+func fixtureDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("PRISM_FIXTURES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared")
+	}
+	d := filepath.Join(dir, "tokenizers", "llama3-8b-instruct")
+	if _, err := os.Stat(d); err != nil {
+		t.Fatalf("fixtures missing (set PRISM_FIXTURES): %v", err)
+	}
+	return d
+}
+
+// TestPairBoundary: prompt and response ids concatenate to the ids of the
+// whole rendered conversation, BOS appears once, and the response starts
+// after the assistant header.
+func TestPairBoundary(t *testing.T) {
+	e, err := Load(fixtureDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := data.TextPair{
+		Prompt:   []data.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Capital of France?"}},
+		Chosen:   []data.Message{{Role: "assistant", Content: "Paris."}},
+		Rejected: []data.Message{{Role: "assistant", Content: "Lyon, I think."}},
+		Subset:   "chat",
+	}
+	p, err := e.Pair(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bos, _ := e.Tok.TokenID("<|begin_of_text|>")
+	count := 0
+	for _, id := range p.ChosenSeq() {
+		if int(id) == bos {
+			count++
+		}
+	}
+	if p.Prompt[0] != int64(bos) || count != 1 {
+		t.Errorf("BOS first and once: prompt starts %d, %d BOS in the sequence", p.Prompt[0], count)
+	}
+	for _, side := range []struct {
+		resp []data.Message
+		ids  []int64
+	}{{tp.Chosen, p.ChosenSeq()}, {tp.Rejected, p.RejectedSeq()}} {
+		full, err := e.Tok.Encode(mustRender(t, e, append(append([]data.Message{}, tp.Prompt...), side.resp...)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]int, len(side.ids))
+		for i, id := range side.ids {
+			got[i] = int(id)
+		}
+		if !slices.Equal(got, full) {
+			t.Errorf("prompt+response ids differ from the whole conversation's:\n%v\n%v", got, full)
+		}
+	}
+	eot, _ := e.Tok.TokenID("<|eot_id|>")
+	if p.Chosen[len(p.Chosen)-1] != int64(eot) {
+		t.Errorf("the response does not end with <|eot_id|>: %v", p.Chosen)
+	}
+	if p.Tags["subset"] != "chat" {
+		t.Errorf("subset lost: %v", p.Tags)
+	}
+}
+
+func mustRender(t *testing.T, e *Encoder, msgs []data.Message) string {
+	t.Helper()
+	s, err := renderFull(e, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
