@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"os"
-	"strings"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
