@@ -182,3 +182,13 @@ func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions) ([]data.Pair
 func renderFull(e *Encoder, msgs []data.Message) (string, error) {
 	return chattemplate.Render(e.Chat, msgs, chattemplate.Options{})
 }
+
+// Conversation renders a whole conversation (no generation prompt) and
+// tokenises it, as a reward model scores it.
+func (e *Encoder) Conversation(msgs []data.Message) ([]int64, error) {
+	text, err := renderFull(e, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("chat template: %w", err)
+	}
+	return e.ids(text)
+}

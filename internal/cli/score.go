@@ -1,31 +1,36 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/sugarme/gotch"
 
+	"prism/data"
+	"prism/data/encode"
 	"prism/internal/fsutil"
 	"prism/models"
 )
 
 func newScoreCmd(g *globals) *cobra.Command {
 	var (
-		modelDir, input, output string
-		batch                   int
+		modelDir, input, output, tokDir string
+		batch                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "score --model DIR --input F.jsonl [--output F.jsonl]",
-		Short: "Score token sequences with a reward model",
-		Long: `Score rows {"input_ids": [...]} with a saved reward model. Output rows
+		Short: "Score sequences or conversations with a reward model",
+		Long: `Score JSON Lines rows with a saved reward model: {"input_ids": [...]},
+{"prompt": ..., "response": ...} (strings or message lists) or
+{"messages": [...]}. Text rows are rendered with the model's chat template
+and tokenised with its tokenizer (--tokenizer, default --model). Output rows
 {"reward": x} come in input order, to --output or stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,7 +40,21 @@ func newScoreCmd(g *globals) *cobra.Command {
 			if batch < 1 {
 				return fmt.Errorf("--batch-size %d: want at least 1", batch)
 			}
-			rows, err := readScoreRows(input)
+			tok := tokDir
+			if tok == "" {
+				tok = modelDir
+			}
+			var encoder *encode.Encoder
+			enc := func() (*encode.Encoder, error) {
+				if encoder == nil {
+					var err error
+					if encoder, err = encode.Load(tok); err != nil {
+						return nil, fmt.Errorf("text rows need a tokenizer (--tokenizer): %w", err)
+					}
+				}
+				return encoder, nil
+			}
+			rows, lines, err := readScoreRows(input, enc)
 			if err != nil {
 				return err
 			}
@@ -47,7 +66,7 @@ func newScoreCmd(g *globals) *cobra.Command {
 			for i, r := range rows {
 				for _, id := range r {
 					if id < 0 || id >= int64(m.Config.VocabSize) {
-						return fmt.Errorf("%s:%d: token id %d is outside the model's vocabulary (%d)", input, i+1, id, m.Config.VocabSize)
+						return fmt.Errorf("%s:%d: token id %d is outside the model's vocabulary (%d)", input, lines[i], id, m.Config.VocabSize)
 					}
 				}
 			}
@@ -68,42 +87,115 @@ func newScoreCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&modelDir, "model", "", "reward model folder (Hugging Face format)")
-	cmd.Flags().StringVar(&input, "input", "", `JSON Lines of {"input_ids": [...]}`)
+	cmd.Flags().StringVar(&input, "input", "", `JSON Lines of {"input_ids": [...]}, {"prompt", "response"} or {"messages"}`)
+	cmd.Flags().StringVar(&tokDir, "tokenizer", "", "tokenizer folder for text rows (default: --model)")
 	cmd.Flags().StringVar(&output, "output", "", "output JSON Lines (default: stdout)")
 	cmd.Flags().IntVar(&batch, "batch-size", 32, "sequences per forward pass")
 	return cmd
 }
 
-func readScoreRows(path string) ([][]int64, error) {
+// readScoreRows reads rows {"input_ids": [...]}, {"prompt": ..., "response":
+// ...} (strings or message lists) or {"messages": [...]}; text rows are
+// rendered and tokenised with the encoder that enc returns (loaded on
+// first use). It returns the ids and each row's line.
+func readScoreRows(path string, enc func() (*encode.Encoder, error)) ([][]int64, []int, error) {
 	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var rows [][]int64
+	var lines []int
+	err = eachLine(f, func(line int, raw []byte) error {
+		ids, err := scoreRow(raw, enc)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		rows = append(rows, ids)
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil, fmt.Errorf("%s: no rows", path)
+	}
+	return rows, lines, nil
+}
+
+func scoreRow(raw []byte, enc func() (*encode.Encoder, error)) ([]int64, error) {
+	if !utf8.Valid(raw) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	var row map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &row); err != nil {
+		return nil, err
+	}
+	allowed := func(keys ...string) error {
+		for k := range row {
+			if !slices.Contains(keys, k) {
+				return fmt.Errorf("unexpected field %q (want input_ids, prompt+response, or messages)", k)
+			}
+		}
+		return nil
+	}
+	var msgs []data.Message
+	switch {
+	case row["input_ids"] != nil:
+		if err := allowed("input_ids"); err != nil {
+			return nil, err
+		}
+		var ids []int64
+		if err := json.Unmarshal(row["input_ids"], &ids); err != nil || len(ids) == 0 {
+			return nil, errors.New(`field "input_ids": want a non-empty list of token ids`)
+		}
+		return ids, nil
+	case row["messages"] != nil:
+		if err := allowed("messages"); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(row["messages"], &msgs); err != nil || len(msgs) == 0 {
+			return nil, errors.New(`field "messages": want a non-empty list of {"role", "content"}`)
+		}
+	case row["prompt"] != nil || row["response"] != nil:
+		if err := allowed("prompt", "response"); err != nil {
+			return nil, err
+		}
+		p, err := turns(row["prompt"], "prompt", "user")
+		if err != nil {
+			return nil, err
+		}
+		r, err := turns(row["response"], "response", "assistant")
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(p, r...)
+	default:
+		return nil, errors.New(`want "input_ids", "prompt" and "response", or "messages"`)
+	}
+	e, err := enc()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	var rows [][]int64
-	for line := 1; ; line++ {
-		b, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(b)) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.DisallowUnknownFields()
-			var row struct {
-				InputIDs []int64 `json:"input_ids"`
-			}
-			if derr := dec.Decode(&row); derr != nil {
-				return nil, fmt.Errorf("%s:%d: %v", path, line, derr)
-			}
-			if len(row.InputIDs) == 0 {
-				return nil, fmt.Errorf("%s:%d: field \"input_ids\" is missing or empty", path, line)
-			}
-			rows = append(rows, row.InputIDs)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-		}
+	return e.Conversation(msgs)
+}
+
+// turns reads a string (one message of role) or a message list.
+func turns(v json.RawMessage, field, role string) ([]data.Message, error) {
+	if v == nil {
+		return nil, fmt.Errorf("field %q is missing", field)
 	}
-	return rows, nil
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		if s == "" {
+			return nil, fmt.Errorf("field %q is empty", field)
+		}
+		return []data.Message{{Role: role, Content: s}}, nil
+	}
+	var msgs []data.Message
+	if err := json.Unmarshal(v, &msgs); err != nil || len(msgs) == 0 {
+		return nil, fmt.Errorf("field %q: want a string or a non-empty list of messages", field)
+	}
+	return msgs, nil
 }

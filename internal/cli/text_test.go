@@ -192,3 +192,35 @@ func TestEvalRewardBench(t *testing.T) {
 		t.Errorf("unknown subset: %v", err)
 	}
 }
+
+// TestScoreTextRows: prompt/response and conversational rows are rendered
+// with the chat template; the same conversation in either shape gets the
+// same reward, and errors name the line.
+func TestScoreTextRows(t *testing.T) {
+	model := llama3Model(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	rows := `{"prompt": "Hi there", "response": "Hello!"}
+
+{"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]}
+{"input_ids": [128000, 9906]}
+{"prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}], "response": "Hey."}
+`
+	os.WriteFile(in, []byte(rows), 0o644)
+	stdout, _, err := run(t, "score", "--model", model, "--input", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := parseRewards(t, stdout)
+	if len(r) != 4 {
+		t.Fatalf("%d rewards for 4 rows", len(r))
+	}
+	if d := r[0] - r[1]; d > 1e-6 || d < -1e-6 {
+		t.Errorf("the same conversation scored %v as prompt/response and %v as messages", r[0], r[1])
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"prompt\": \"a\", \"response\": \"b\"}\n\n{\"prompt\": \"a\", \"answer\": \"b\"}\n"), 0o644)
+	if _, _, err := run(t, "score", "--model", model, "--input", bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:3") || !strings.Contains(err.Error(), `"answer"`) {
+		t.Errorf("unexpected field: %v", err)
+	}
+}
