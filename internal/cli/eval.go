@@ -68,6 +68,19 @@ func (f *evalFlags) load() (*models.RewardModel, []data.Pair, error) {
 	return m, pairs, nil
 }
 
+// loadAndScore reads the model and the pairs and scores both sides.
+func (f *evalFlags) loadAndScore() (m *models.RewardModel, pairs []data.Pair, chosen, rejected []float64, err error) {
+	m, pairs, err = f.load()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if chosen, rejected, err = scorePairs(m, pairs, f.batch); err != nil {
+		m.Drop()
+		return nil, nil, nil, nil, err
+	}
+	return m, pairs, chosen, rejected, nil
+}
+
 // scorePairs returns the chosen and rejected rewards.
 func scorePairs(m *models.RewardModel, pairs []data.Pair, batch int) (chosen, rejected []float64, err error) {
 	seqs := make([][]int64, 0, 2*len(pairs))
@@ -113,15 +126,11 @@ as the official code does) and the overall score as the mean of the
 sections.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, pairs, err := f.load()
+			m, pairs, chosen, rejected, err := f.loadAndScore()
 			if err != nil {
 				return err
 			}
 			defer m.Drop()
-			chosen, rejected, err := scorePairs(m, pairs, f.batch)
-			if err != nil {
-				return err
-			}
 			res := make([]rewardbench.Result, len(pairs))
 			for i, p := range pairs {
 				sub := p.Tags["subset"]
@@ -181,15 +190,11 @@ func newEvalPairsCmd() *cobra.Command {
 		Short: "Accuracy, margin and reward statistics on any preference file, plus the prompt-swap probe",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, pairs, err := f.load()
+			m, pairs, chosen, rejected, err := f.loadAndScore()
 			if err != nil {
 				return err
 			}
 			defer m.Drop()
-			chosen, rejected, err := scorePairs(m, pairs, f.batch)
-			if err != nil {
-				return err
-			}
 			rep := &PairsReport{Metrics: trainer.PairMetrics(chosen, rejected)}
 			if len(pairs) > 1 {
 				rng := rand.New(rand.NewPCG(seed, 0x5a9))
