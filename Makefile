@@ -13,7 +13,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean docker-cuda
+.PHONY: all setup deps build test demo clean docker-cuda bench-tokenizer bench-memory
 
 all: build
 
@@ -40,6 +40,16 @@ demo: build
 	bin/prism version
 	rm -rf runs/demo
 	bin/prism compare --config experiments/toy/length-bias.yaml --seeds 1 --out runs/demo
+
+# Benchmarks (not part of the tests). bench-tokenizer times `prism tokenize`
+# against the Hugging Face tokenizers library (Rust, through npm's Node
+# binding) on the same text and checks the ids agree line for line.
+bench-tokenizer: build
+	cd bench/tokenizer && npm install --no-audit --no-fund --silent
+	$(GO) run ./bench/tokenizer -out bench/results/tokenizer.json
+
+bench-memory: setup
+	$(GO) run ./bench/memory -steps 2000 -from 200 -out bench/results/memory-tiny.json
 
 docker-cuda:
 	@test -n "$(LIBTORCH_CUDA_SHA256)" || { echo "set LIBTORCH_CUDA_SHA256 to the SHA-256 of libtorch-cxx11-abi-shared-with-deps-$(LIBTORCH_CUDA_VERSION)+$(LIBTORCH_CUDA_VARIANT).zip" >&2; exit 1; }

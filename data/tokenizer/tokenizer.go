@@ -10,8 +10,10 @@
 //
 // Added tokens with normalized=false are matched in the raw text, and those
 // with normalized=true in the normalized text of the segments between them,
-// as in the library. Settings that only shape a batch of encodings
-// (truncation and padding) are ignored: Encode never truncates or pads.
+// as in the library. Encode never truncates or pads, as transformers'
+// tokenizers do by default; EncodeLibrary applies the file's truncation
+// settings the way the library's own encode does. Padding only shapes
+// batches and is ignored.
 // Where the library is lax, this package is strict: Encode rejects invalid
 // UTF-8 and Decode rejects unknown ids.
 package tokenizer
@@ -42,6 +44,16 @@ type Tokenizer struct {
 
 	idToToken []string    // indexed by id
 	idKind    []tokenKind // indexed by id
+
+	trunc *truncation // nil: the file sets none
+}
+
+// truncation is the file's "truncation" block.
+type truncation struct {
+	Direction string `json:"direction"`
+	MaxLength int    `json:"max_length"`
+	Strategy  string `json:"strategy"`
+	Stride    int    `json:"stride"`
 }
 
 // tokenKind classifies an id for decoding.
@@ -61,6 +73,7 @@ type fileJSON struct {
 	Model         json.RawMessage  `json:"model"`
 	PostProcessor json.RawMessage  `json:"post_processor"`
 	Decoder       json.RawMessage  `json:"decoder"`
+	Truncation    json.RawMessage  `json:"truncation"`
 }
 
 // Load reads a tokenizer.json file. path names the file itself or a
@@ -105,6 +118,21 @@ func parse(data []byte) (*Tokenizer, error) {
 	}
 	if t.post, err = parsePostProcessor(f.PostProcessor); err != nil {
 		return nil, fmt.Errorf("post_processor: %w", err)
+	}
+	if !isNull(f.Truncation) {
+		var tr truncation
+		if err := json.Unmarshal(f.Truncation, &tr); err != nil {
+			return nil, fmt.Errorf("truncation: %w", err)
+		}
+		switch {
+		case tr.Direction != "Left" && tr.Direction != "Right":
+			return nil, fmt.Errorf("truncation: direction %q is not Left or Right", tr.Direction)
+		case tr.MaxLength < 0 || tr.Stride < 0:
+			return nil, errors.New("truncation: max_length and stride must not be negative")
+		case tr.Strategy != "LongestFirst" && tr.Strategy != "OnlyFirst" && tr.Strategy != "OnlySecond":
+			return nil, fmt.Errorf("truncation: strategy %q is not supported", tr.Strategy)
+		}
+		t.trunc = &tr
 	}
 	if t.decoder, err = parseDecoder(f.Decoder); err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
@@ -161,6 +189,49 @@ func (t *Tokenizer) VocabSize() int { return len(t.idToToken) }
 // example, prepending a beginning-of-text token). Special tokens written in
 // text are recognised either way, as in the Hugging Face library.
 func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int, error) {
+	ids, err := t.encode(text)
+	if err != nil {
+		return nil, err
+	}
+	if addSpecial && t.post != nil {
+		ids = t.post.process(ids)
+	}
+	return ids, nil
+}
+
+// EncodeLibrary is Encode with the file's truncation applied the way the
+// Hugging Face library's encode applies it: the sequence is cut to
+// max_length less the special tokens the post-processor will add, from the
+// right or the left, before they are added. (For a single sequence every
+// strategy cuts the same way; a stride only produces overflow encodings,
+// which carry no ids of the main encoding.)
+func (t *Tokenizer) EncodeLibrary(text string, addSpecial bool) ([]int, error) {
+	ids, err := t.encode(text)
+	if err != nil {
+		return nil, err
+	}
+	if tr := t.trunc; tr != nil {
+		limit := tr.MaxLength
+		if addSpecial && t.post != nil {
+			limit -= len(t.post.process(nil))
+		}
+		limit = max(limit, 0)
+		if len(ids) > limit {
+			if tr.Direction == "Left" {
+				ids = ids[len(ids)-limit:]
+			} else {
+				ids = ids[:limit]
+			}
+		}
+	}
+	if addSpecial && t.post != nil {
+		ids = t.post.process(ids)
+	}
+	return ids, nil
+}
+
+// encode runs everything but the post-processor.
+func (t *Tokenizer) encode(text string) ([]int, error) {
 	if !utf8.ValidString(text) {
 		return nil, errors.New("tokenizer: encode: input is not valid UTF-8")
 	}
@@ -203,9 +274,6 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int, error) {
 				ids = t.model.tokenize(ids, p.text)
 			}
 		}
-	}
-	if addSpecial && t.post != nil {
-		ids = t.post.process(ids)
 	}
 	return ids, nil
 }

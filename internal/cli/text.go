@@ -48,6 +48,7 @@ func newTokenizeCmd() *cobra.Command {
 	var (
 		path       string
 		addSpecial bool
+		truncate   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "tokenize --tokenizer PATH [--add-special=false]",
@@ -55,7 +56,9 @@ func newTokenizeCmd() *cobra.Command {
 		Long: `Encode text with a Hugging Face tokenizer.json (PATH is the file or the folder
 holding it). Reads JSON Lines {"text": "..."} on stdin and writes
 {"ids": [...]} in the same order. --add-special adds the post-processor's
-special tokens (BOS/EOS), as Hugging Face's add_special_tokens does.`,
+special tokens (BOS/EOS), as Hugging Face's add_special_tokens does. The
+file's own truncation settings apply, as in the Hugging Face library
+(--truncate=false turns them off, as transformers does by default).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if path == "" {
@@ -75,7 +78,11 @@ special tokens (BOS/EOS), as Hugging Face's add_special_tokens does.`,
 				if err := json.Unmarshal(raw, &row); err != nil || row.Text == nil {
 					return fmt.Errorf("stdin:%d: want {\"text\": \"...\"}", line)
 				}
-				ids, err := tok.Encode(*row.Text, addSpecial)
+				encode := tok.EncodeLibrary
+				if !truncate {
+					encode = tok.Encode
+				}
+				ids, err := encode(*row.Text, addSpecial)
 				if err != nil {
 					return fmt.Errorf("stdin:%d: %w", line, err)
 				}
@@ -88,6 +95,7 @@ special tokens (BOS/EOS), as Hugging Face's add_special_tokens does.`,
 	}
 	cmd.Flags().StringVar(&path, "tokenizer", "", "tokenizer.json or the folder holding it")
 	cmd.Flags().BoolVar(&addSpecial, "add-special", true, "add the post-processor's special tokens")
+	cmd.Flags().BoolVar(&truncate, "truncate", true, "apply the tokenizer file's truncation settings")
 	return cmd
 }
 
