@@ -13,7 +13,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean docker-cuda bench-tokenizer bench-memory
+.PHONY: all setup deps build test demo clean docker-cuda bench-tokenizer bench-memory fuzz fuzz-smoke
 
 all: build
 
@@ -40,6 +40,13 @@ demo: build
 	bin/prism version
 	rm -rf runs/demo
 	bin/prism compare --config experiments/toy/length-bias.yaml --seeds 1 --out runs/demo
+
+# Fuzzing: every target for FUZZTIME (fuzz-smoke, in CI: 5s each).
+fuzz:
+	FUZZTIME=$${FUZZTIME:-10m} ./scripts/fuzz.sh
+
+fuzz-smoke:
+	FUZZTIME=5s ./scripts/fuzz.sh
 
 # Benchmarks (not part of the tests). bench-tokenizer times `prism tokenize`
 # against the Hugging Face tokenizers library (Rust, through npm's Node
