@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -155,24 +156,12 @@ func drawPrompts(rng *rand.Rand, n, m int, own []int64, pool [][]int64) []int {
 			continue
 		}
 		seen[k] = true
-		if equal(pool[k], own) && n > m {
+		if slices.Equal(pool[k], own) && n > m {
 			continue
 		}
 		out = append(out, k)
 	}
 	return out
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func concat(a, b []int64) []int64 {

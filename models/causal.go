@@ -132,7 +132,7 @@ func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, er
 	logits := s.t(ts.Linear(h, lm.lmHead, ts.None))
 	logp := s.t(logits.LogSoftmax(-1, gotch.Float, false))
 	tgt := s.t(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))
-	w := s.t(ts.OfDataSize(float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
+	w := s.t(ts.OfDataSize(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
 	if dev := lm.decoder.device; dev != gotch.CPU {
 		tgt, w = s.t(tgt.To(dev, false)), s.t(w.To(dev, false))
 	}

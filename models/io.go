@@ -95,7 +95,7 @@ func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadI
 	}
 	if _, ok := weights["score.weight"]; !ok {
 		shape, _ := c.ParamShape("score.weight")
-		t, err := ts.OfDataSize(float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float)
+		t, err := ts.OfDataSize(Float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float)
 		if err != nil {
 			return fail(err)
 		}
@@ -237,7 +237,7 @@ func WriteFolder(dir string, c *Config, values map[string][]float32, stats *Stat
 			return fmt.Errorf("save %s: weight %s is missing", dir, name)
 		}
 		shape, _ := c.ParamShape(name)
-		tensors = append(tensors, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: float32Bytes(v)})
+		tensors = append(tensors, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: Float32Bytes(v)})
 	}
 	if err := fsutil.WriteFileSync(filepath.Join(dir, "config.json"), cfg); err != nil {
 		return err

@@ -166,7 +166,7 @@ func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m 
 		})
 	}
 	inv := c.InvFreq()
-	m.invFreq, err = ts.OfDataSize(float32Bytes(inv), []int64{int64(len(inv))}, gotch.Float)
+	m.invFreq, err = ts.OfDataSize(Float32Bytes(inv), []int64{int64(len(inv))}, gotch.Float)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +395,7 @@ func FromValues(c *Config, values map[string][]float32, device gotch.Device) (*R
 			}
 			return nil, fmt.Errorf("unexpected weight %s", name)
 		}
-		t, err := ts.OfDataSize(float32Bytes(v), shape, gotch.Float)
+		t, err := ts.OfDataSize(Float32Bytes(v), shape, gotch.Float)
 		if err != nil {
 			for _, w := range weights {
 				w.Drop()
@@ -446,9 +446,9 @@ func tensorFloat32(t *ts.Tensor) ([]float32, error) {
 	return v, nil
 }
 
-// float32Bytes views float32 values as little-endian bytes (the host
-// order on every platform libtorch supports).
-func float32Bytes(v []float32) []byte {
+// Float32Bytes views float32 values as little-endian bytes (the host
+// order on every platform libtorch supports), without copying.
+func Float32Bytes(v []float32) []byte {
 	if len(v) == 0 {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -255,7 +254,7 @@ func (o *AdamW) SetState(state map[string][]float32) error {
 			if int64(len(vals)) != p.Numel() {
 				return fmt.Errorf("%w: %s has %d values, the parameter %v", ErrState, x.key, len(vals), p.Shape)
 			}
-			t, err := ts.OfDataSize(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), 4*len(vals)), p.Shape, gotch.Float)
+			t, err := ts.OfDataSize(models.Float32Bytes(vals), p.Shape, gotch.Float)
 			if err != nil {
 				return err
 			}

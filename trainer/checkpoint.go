@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"prism/internal/fsutil"
 	"prism/internal/safetensors"
@@ -136,11 +135,7 @@ func floatTensors(vals map[string][]float32) []safetensors.Tensor {
 	out := make([]safetensors.Tensor, 0, len(names))
 	for _, n := range names {
 		v := vals[n]
-		var b []byte
-		if len(v) > 0 {
-			b = unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
-		}
-		out = append(out, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: []int64{int64(len(v))}, Data: b})
+		out = append(out, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: []int64{int64(len(v))}, Data: models.Float32Bytes(v)})
 	}
 	return out
 }

@@ -668,6 +668,16 @@ func (r *run) evaluate() (*EvalMetrics, error) {
 // Evaluate computes loss, pairwise accuracy (strict: a tie is wrong), mean
 // margin and reward statistics over pairs, without gradients.
 func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int) (*EvalMetrics, error) {
+	chosen, rejected, err := ScorePairs(m, pairs, batchSize)
+	if err != nil {
+		return nil, err
+	}
+	return PairMetrics(chosen, rejected), nil
+}
+
+// ScorePairs returns the rewards of every pair's chosen and rejected
+// sequence, without gradients, batchSize sequences per forward pass.
+func ScorePairs(m *models.RewardModel, pairs []data.Pair, batchSize int) (chosen, rejected []float64, err error) {
 	seqs := make([][]int64, 0, 2*len(pairs))
 	for i := range pairs {
 		seqs = append(seqs, pairs[i].ChosenSeq())
@@ -677,9 +687,9 @@ func Evaluate(m *models.RewardModel, pairs []data.Pair, batchSize int) (*EvalMet
 	}
 	r, err := m.Score(seqs, batchSize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return PairMetrics(r[:len(pairs)], r[len(pairs):]), nil
+	return r[:len(pairs)], r[len(pairs):], nil
 }
 
 // PairMetrics summarises rewards of chosen and rejected responses.

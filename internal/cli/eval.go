@@ -74,27 +74,11 @@ func (f *evalFlags) loadAndScore() (m *models.RewardModel, pairs []data.Pair, ch
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if chosen, rejected, err = scorePairs(m, pairs, f.batch); err != nil {
+	if chosen, rejected, err = trainer.ScorePairs(m, pairs, f.batch); err != nil {
 		m.Drop()
 		return nil, nil, nil, nil, err
 	}
 	return m, pairs, chosen, rejected, nil
-}
-
-// scorePairs returns the chosen and rejected rewards.
-func scorePairs(m *models.RewardModel, pairs []data.Pair, batch int) (chosen, rejected []float64, err error) {
-	seqs := make([][]int64, 0, 2*len(pairs))
-	for i := range pairs {
-		seqs = append(seqs, pairs[i].ChosenSeq())
-	}
-	for i := range pairs {
-		seqs = append(seqs, pairs[i].RejectedSeq())
-	}
-	r, err := m.Score(seqs, batch)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r[:len(pairs)], r[len(pairs):], nil
 }
 
 func writeResults(dir string, v any, md string) error {
@@ -206,7 +190,7 @@ func newEvalPairsCmd() *cobra.Command {
 					}
 					swapped[i] = data.Pair{Prompt: pairs[j].Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
 				}
-				sc, sr, err := scorePairs(m, swapped, f.batch)
+				sc, sr, err := trainer.ScorePairs(m, swapped, f.batch)
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ func eachLine(r io.Reader, fn func(line int, raw []byte) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
-		if len(b) > 0 && len(trimSpace(b)) > 0 {
+		if len(b) > 0 && len(bytes.TrimSpace(b)) > 0 {
 			if ferr := fn(line, b); ferr != nil {
 				return ferr
 			}
@@ -32,16 +33,6 @@ func eachLine(r io.Reader, fn func(line int, raw []byte) error) error {
 			return fmt.Errorf("stdin:%d: %w", line, err)
 		}
 	}
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 func newTokenizeCmd() *cobra.Command {
