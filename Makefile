@@ -13,7 +13,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean docker-cuda bench-tokenizer bench-memory fuzz fuzz-smoke
+.PHONY: all setup deps build test demo clean docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -48,15 +48,37 @@ fuzz:
 fuzz-smoke:
 	FUZZTIME=5s ./scripts/fuzz.sh
 
-# Benchmarks (not part of the tests). bench-tokenizer times `prism tokenize`
-# against the Hugging Face tokenizers library (Rust, through npm's Node
-# binding) on the same text and checks the ids agree line for line.
+# Benchmarks (not part of the tests; bench/results/README.md has the
+# figures). Each compares prism with its baseline in the same command:
+# bench-train times the training step against PyTorch eager on the same
+# libtorch (Debian's python3-torch) after checking both compute the same
+# losses; bench-decomp measures the Δr2 recompute; bench-tokenizer times
+# `prism tokenize` against Hugging Face tokenizers (Rust, via npm) and
+# checks the ids agree; bench-memory follows RSS over a long run.
+# bench-smoke (in CI) runs a tiny pass of the harness and writes nothing.
+bench: bench-train bench-decomp bench-tokenizer bench-memory bench-report
+
+bench-train: setup
+	./scripts/bench-deps.sh
+	$(GO) run ./bench/train -out bench/results/train.json
+
+bench-decomp: setup
+	$(GO) run ./bench/decomp -out bench/results/decomposition.json
+
 bench-tokenizer: build
-	cd bench/tokenizer && npm install --no-audit --no-fund --silent
+	./scripts/bench-deps.sh --with-npm
 	$(GO) run ./bench/tokenizer -out bench/results/tokenizer.json
 
 bench-memory: setup
 	$(GO) run ./bench/memory -steps 2000 -from 200 -out bench/results/memory-tiny.json
+
+bench-report:
+	GOWORK=off $(GO) run ./bench/report -dir bench/results
+
+bench-smoke: setup
+	./scripts/bench-deps.sh
+	$(GO) run ./bench/train -smoke -only tiny
+	$(GO) run ./bench/decomp -smoke -pairs 64
 
 docker-cuda:
 	@test -n "$(LIBTORCH_CUDA_SHA256)" || { echo "set LIBTORCH_CUDA_SHA256 to the SHA-256 of libtorch-cxx11-abi-shared-with-deps-$(LIBTORCH_CUDA_VERSION)+$(LIBTORCH_CUDA_VARIANT).zip" >&2; exit 1; }

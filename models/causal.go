@@ -128,7 +128,7 @@ func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, er
 	s := &scope{}
 	defer s.release()
 	defer catch(&err, "policy log-likelihood")
-	h, _ := lm.decoder.hidden(s, b)
+	h, _ := lm.decoder.hidden(s, b, false)
 	logits := s.t(ts.Linear(h, lm.lmHead, ts.None))
 	logp := s.t(logits.LogSoftmax(-1, gotch.Float, false))
 	tgt := s.t(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))

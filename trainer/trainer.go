@@ -37,7 +37,18 @@ type Options struct {
 	Logger *slog.Logger
 	// AfterStep, when set, runs after every optimizer step (hooks for
 	// tests and tools).
-	AfterStep func(step int)
+	AfterStep func(StepInfo)
+}
+
+// StepInfo describes a finished optimizer step.
+type StepInfo struct {
+	Step           int
+	Loss, GradNorm float64
+	// Skipped is true when a non-finite loss or gradient skipped the update.
+	Skipped bool
+	// Seconds is the step's own time: forward, backward and update, without
+	// evaluation, checkpoints or decomposition.
+	Seconds float64
 }
 
 // Result summarises a finished run.
@@ -435,7 +446,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		r.state.Step++
 		r.state.Epoch, r.state.EpochPos = r.sampler.Epoch, r.sampler.Pos
 		r.state.ElapsedS = elapsed0 + time.Since(start).Seconds()
-		m.tokensPerS = float64(m.tokens) / time.Since(stepStart).Seconds()
+		stepSeconds := time.Since(stepStart).Seconds()
+		m.tokensPerS = float64(m.tokens) / stepSeconds
 		r.writeMetric(map[string]any{"kind": "train", "step": r.state.Step, "epoch": r.state.Epoch,
 			"loss": m.loss, "accuracy": m.accuracy, "lr": m.lr, "grad_norm": m.gradNorm,
 			"tokens_per_s": m.tokensPerS, "wall_s": r.state.ElapsedS, "skipped": m.skipped})
@@ -451,7 +463,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 		}
 		if r.opt.AfterStep != nil {
-			r.opt.AfterStep(r.state.Step)
+			r.opt.AfterStep(StepInfo{Step: r.state.Step, Loss: m.loss, GradNorm: m.gradNorm, Skipped: m.skipped, Seconds: stepSeconds})
 		}
 	}
 	r.progress.finish()

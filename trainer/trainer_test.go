@@ -59,7 +59,7 @@ func child() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := Run(ctx, cfg, Options{Resume: resume, AfterStep: func(int) {
+	res, err := Run(ctx, cfg, Options{Resume: resume, AfterStep: func(StepInfo) {
 		time.Sleep(time.Duration(delay) * time.Millisecond)
 	}})
 	if err != nil {

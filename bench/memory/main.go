@@ -34,7 +34,10 @@ func main() {
 }
 
 // rssKiB reads the resident set size from /proc.
-func rssKiB() (int64, error) {
+func rssKiB() (int64, error) { return procStatus("VmRSS:") }
+
+// procStatus reads one kB figure of /proc/self/status (VmRSS, VmHWM).
+func procStatus(key string) (int64, error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, err
@@ -42,11 +45,11 @@ func rssKiB() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			return strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/self/status")
+	return 0, fmt.Errorf("no %s in /proc/self/status", key)
 }
 
 func run() error {
@@ -77,7 +80,8 @@ func run() error {
 	samples := map[int]int64{}
 	var sampleErr error
 	start := time.Now()
-	_, err = trainer.Run(context.Background(), cfg, trainer.Options{AfterStep: func(step int) {
+	_, err = trainer.Run(context.Background(), cfg, trainer.Options{AfterStep: func(si trainer.StepInfo) {
+		step := si.Step
 		if step == *from || step == *steps || step%250 == 0 {
 			runtime.GC()
 			kib, err := rssKiB()
@@ -94,6 +98,10 @@ func run() error {
 		return sampleErr
 	}
 	a, b := samples[*from], samples[*steps]
+	peak, err := procStatus("VmHWM:")
+	if err != nil {
+		return err
+	}
 	res := map[string]any{
 		"benchmark":    "rss over a tiny training run (tiny-llama, batch 32, checkpoints and eval every 500 steps)",
 		"threads":      threads,
@@ -102,6 +110,7 @@ func run() error {
 		"rss_kib_from": a,
 		"rss_kib_end":  b,
 		"growth_pct":   100 * float64(b-a) / float64(a),
+		"peak_rss_kib": peak,
 		"samples_kib":  samples,
 		"seconds":      time.Since(start).Seconds(),
 		"date":         time.Now().UTC().Format(time.RFC3339),

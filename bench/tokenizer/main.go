@@ -59,6 +59,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Linearity: the same text four times over must take four times as
+	// long (whole-command times include start-up, so the ratio sits a
+	// little under 1).
+	input4 := filepath.Join(dir, "in4.jsonl")
+	if b, err := os.ReadFile(input); err != nil {
+		return err
+	} else if err := os.WriteFile(input4, bytes.Repeat(b, 4), 0o644); err != nil {
+		return err
+	}
 	hfScript, err := filepath.Abs("bench/tokenizer/hf.js")
 	if err != nil {
 		return err
@@ -93,9 +102,19 @@ func run() error {
 			x.TokensOut = ntok
 		}
 		p.IDsEqual, p.Mismatch = eq, mism
-		results[name] = map[string]any{"prism": p, "hf_tokenizers": h, "speed_ratio_prism_over_hf": h.Median / p.Median}
-		fmt.Printf("%-20s prism %6.2f MB/s  hf %6.2f MB/s  ratio %.2fx  ids equal: %v (%d mismatched lines)\n",
-			name, p.MBPerS, h.MBPerS, h.Median/p.Median, eq, mism)
+		var four []float64
+		for i := 0; i < *runs; i++ {
+			s, err := timeCmd(input4, filepath.Join(dir, name+".prism4"), nil, *prism, "tokenize", "--tokenizer", tokJSON, "--threads", "1")
+			if err != nil {
+				return fmt.Errorf("prism: %w", err)
+			}
+			four = append(four, s)
+		}
+		linear := median(four) / (4 * p.Median)
+		results[name] = map[string]any{"prism": p, "hf_tokenizers": h, "speed_ratio_prism_over_hf": h.Median / p.Median,
+			"prism_4x_input_median_seconds": median(four), "prism_linearity_4x": linear}
+		fmt.Printf("%-20s prism %6.2f MB/s  hf %6.2f MB/s  ratio %.2fx  ids equal: %v (%d mismatched lines)  time(4x)/(4 time(1x)) %.2f\n",
+			name, p.MBPerS, h.MBPerS, h.Median/p.Median, eq, mism, linear)
 	}
 	if *out != "" {
 		j, _ := json.MarshalIndent(results, "", "  ")

@@ -1,0 +1,126 @@
+// Command decomp measures the prompt-free gap recompute: pairs per second
+// at M = 4 and M = 8 prompts per pair, and the share of the length-biased
+// toy run's wall time that goes to it (experiments/toy/length-bias.yaml,
+// prioritised, as shipped).
+//
+//	go run ./bench/decomp -out bench/results/decomposition.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+
+	"prism/bench/machine"
+	"prism/configs"
+	"prism/data"
+	"prism/decomposition"
+	"prism/internal/fsutil"
+	"prism/internal/torch"
+	"prism/models"
+	"prism/trainer"
+)
+
+func main() {
+	runtime.LockOSThread()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/decomp:", err)
+		os.Exit(1)
+	}
+}
+
+// shareTarget is the most of the toy run's wall time the recompute may take.
+const shareTarget = 0.25
+
+func run() error {
+	out := flag.String("out", "", "write the results as JSON here")
+	pairs := flag.Int("pairs", 2000, "toy pairs scored per measurement")
+	config := flag.String("config", "experiments/toy/length-bias.yaml", "the toy run whose wall-time share is measured")
+	smoke := flag.Bool("smoke", false, "a quick check of the harness: few pairs, a short run")
+	nthreads := flag.Int("threads", 0, "libtorch threads (0: every core)")
+	batch := flag.Int("batch", 256, "sequences per scoring pass in the throughput measurement")
+	flag.Parse()
+	if *smoke {
+		*pairs = 64
+	}
+	threads, err := torch.Setup(*nthreads)
+	if err != nil {
+		return err
+	}
+	info := machine.Describe()
+
+	// Throughput: a tiny-llama reward model over toy length-bias pairs.
+	mcfg, err := models.Preset("tiny-llama")
+	if err != nil {
+		return err
+	}
+	m, err := models.FromValues(mcfg, models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2))), gotch.CPU)
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	ps, _, err := data.Toy("length_bias", *pairs, mcfg.VocabSize, 1)
+	if err != nil {
+		return err
+	}
+	prompts := trainer.PromptPool(ps)
+	throughput := map[string]any{}
+	for _, M := range []int{4, 8} {
+		_, st, err := trainer.Decompose(m, nil, ps, prompts, decomposition.Options{Samples: M, IncludeOwn: true, Tol: 1e-6, Seed: 3}, *batch)
+		if err != nil {
+			return fmt.Errorf("M=%d: %w", M, err)
+		}
+		pps := float64(st.Pairs) / st.Seconds
+		fmt.Printf("decomposition M=%d: %d pairs, %d sequences in %.2fs: %.0f pairs/s\n", M, st.Pairs, st.Sequences, st.Seconds, pps)
+		throughput[fmt.Sprintf("M=%d", M)] = map[string]any{"pairs": st.Pairs, "sequences": st.Sequences, "seconds": st.Seconds, "pairs_per_s": pps}
+	}
+
+	// Share of the toy run.
+	dir, err := os.MkdirTemp("", "prism-bench-decomp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sets := []string{"run.dir=" + filepath.Join(dir, "run"), fmt.Sprintf("run.threads=%d", threads)}
+	if *smoke {
+		sets = append(sets, "data.synthetic_pairs=200", "train.epochs=1", "decomposition.warmup_steps=2", "decomposition.every_steps=2")
+	}
+	cfg, err := configs.Load(*config, sets, nil)
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	res, err := trainer.Run(context.Background(), cfg, trainer.Options{Progress: io.Discard, Logger: quiet})
+	if err != nil {
+		return fmt.Errorf("%s: %w", *config, err)
+	}
+	share := res.DecompositionSeconds / res.WallSeconds
+	fmt.Printf("toy run %s: %d steps in %.1fs, decomposition %.1fs = %.1f%% of wall time (target at most %.0f%%)\n",
+		*config, res.Steps, res.WallSeconds, res.DecompositionSeconds, 100*share, 100*shareTarget)
+	if *out == "" {
+		return nil
+	}
+	j, err := json.MarshalIndent(map[string]any{
+		"benchmark": "Δr2 recompute: pairs/s (tiny-llama, toy length-bias pairs, uniform weights, own prompt included, batch 256) and share of the toy run's wall time",
+		"machine":   info, "threads": threads, "smoke": *smoke,
+		"throughput": throughput,
+		"toy_run": map[string]any{"config": *config, "steps": res.Steps, "wall_s": res.WallSeconds,
+			"decomposition_s": res.DecompositionSeconds, "share": share, "target_share_max": shareTarget, "target_met": share <= shareTarget},
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(*out, append(j, '\n'))
+}

@@ -1,0 +1,106 @@
+// Package machine describes the machine a benchmark ran on and measures
+// its fp32 matmul peak, the denominator of model FLOPs utilisation.
+package machine
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"prism/internal/torch"
+)
+
+// Info is what a results file records about the machine.
+type Info struct {
+	CPU     string     `json:"cpu"`
+	Cores   int        `json:"cores"`
+	Go      string     `json:"go"`
+	Torch   torch.Info `json:"libtorch"`
+	Kernel  string     `json:"kernel,omitempty"`
+	MemGiB  float64    `json:"mem_gib,omitempty"`
+	Started string     `json:"date"`
+}
+
+// Describe reports on this machine and the running libtorch.
+func Describe() Info {
+	in := Info{CPU: cpuModel(), Cores: runtime.NumCPU(), Go: runtime.Version(), Torch: torch.Inspect(),
+		Started: time.Now().UTC().Format(time.RFC3339)}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		in.Kernel = strings.TrimSpace(string(b))
+	}
+	if kib := meminfo("MemTotal:"); kib > 0 {
+		in.MemGiB = float64(kib) / (1 << 20)
+	}
+	return in
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func meminfo(key string) int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// MatmulPeak measures fp32 GFLOP/s of an n×n×n matmul on the CPU with
+// libtorch's current thread count: the best of reps after one warm-up.
+// The best, not the median, because it stands for what the hardware can
+// do; the training step is then judged against it.
+func MatmulPeak(n int64, reps int) (gflops float64, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a, err := ts.Randn([]int64{n, n}, gotch.Float, gotch.CPU)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Drop()
+	b, err := ts.Randn([]int64{n, n}, gotch.Float, gotch.CPU)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Drop()
+	var secs []float64
+	for i := 0; i <= reps; i++ {
+		t0 := time.Now()
+		c, err := a.Matmul(b, false)
+		if err != nil {
+			return 0, err
+		}
+		d := time.Since(t0).Seconds()
+		c.Drop()
+		if i > 0 {
+			secs = append(secs, d)
+		}
+	}
+	best := slices.Min(secs)
+	return 2 * float64(n*n*n) / best / 1e9, nil
+}

@@ -1,0 +1,155 @@
+// Command report turns the JSON files under bench/results into one
+// markdown table of every figure against its target (bench/results/README.md).
+//
+//	go run ./bench/report -dir bench/results
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"prism/internal/fsutil"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/report:", err)
+		os.Exit(1)
+	}
+}
+
+func read(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
+}
+
+func yes(b bool) string {
+	if b {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func run() error {
+	dir := flag.String("dir", "bench/results", "folder of the results files")
+	flag.Parse()
+	var b strings.Builder
+	b.WriteString("# Benchmark results\n\nWritten by `go run ./bench/report` from the JSON files beside it; `make bench` runs everything. ")
+	b.WriteString("Both sides of each comparison ran in the same command on the same machine. See bench/NOTES.md for what the time goes to and what changed it.\n\n")
+	b.WriteString("| figure | prism | baseline | ratio | target | status |\n| --- | --- | --- | --- | --- | --- |\n")
+
+	var train struct {
+		Machine struct {
+			CPU   string `json:"cpu"`
+			Cores int    `json:"cores"`
+			Torch struct {
+				Version string `json:"libtorch_version"`
+				BLAS    string `json:"blas"`
+			} `json:"libtorch"`
+			Date string `json:"date"`
+		} `json:"machine"`
+		Threads int     `json:"threads"`
+		Peak    float64 `json:"matmul_peak_gflops"`
+		Results []struct {
+			Shape struct {
+				Name string `json:"Name"`
+			} `json:"shape"`
+			Prism   struct{ MedianSeconds, MFU float64 } `json:"prism"`
+			PyTorch struct{ MedianSeconds, MFU float64 } `json:"pytorch_eager"`
+			Speedup float64 `json:"speedup_prism_over_pytorch"`
+			Target  float64 `json:"target_speedup"`
+			Met     bool    `json:"target_met"`
+			LossErr float64 `json:"max_loss_rel_diff"`
+		} `json:"results"`
+	}
+	var machine string
+	if ok, err := read(filepath.Join(*dir, "train.json"), &train); err != nil {
+		return err
+	} else if ok {
+		m := train.Machine
+		machine = fmt.Sprintf("%s, %d cores, libtorch %s, %s, %d threads, %s", m.CPU, m.Cores, m.Torch.Version, m.Torch.BLAS, train.Threads, m.Date)
+		for _, r := range train.Results {
+			fmt.Fprintf(&b, "| training step, %s (loss agrees to %.0e) | %.3f s | %.3f s (PyTorch eager) | %.2fx | ≥ %.1fx | %s |\n",
+				r.Shape.Name, r.LossErr, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, yes(r.Met))
+			if r.Shape.Name == "medium" {
+				fmt.Fprintf(&b, "| medium step, share of the %.0f GFLOP/s matmul peak | %.0f%% | %.0f%% | | ≥ 50%% | %s |\n",
+					train.Peak, 100*r.Prism.MFU, 100*r.PyTorch.MFU, yes(r.Prism.MFU >= 0.5))
+			}
+		}
+	}
+	var dec struct {
+		Throughput map[string]struct {
+			PairsPerS float64 `json:"pairs_per_s"`
+		} `json:"throughput"`
+		Toy struct {
+			Share float64 `json:"share"`
+			Max   float64 `json:"target_share_max"`
+			Met   bool    `json:"target_met"`
+		} `json:"toy_run"`
+	}
+	if ok, err := read(filepath.Join(*dir, "decomposition.json"), &dec); err != nil {
+		return err
+	} else if ok {
+		for _, k := range []string{"M=4", "M=8"} {
+			fmt.Fprintf(&b, "| Δr2 recompute, %s | %.0f pairs/s | | | | |\n", k, dec.Throughput[k].PairsPerS)
+		}
+		fmt.Fprintf(&b, "| Δr2 recompute, share of the length-bias toy run | %.0f%% | | | ≤ %.0f%% | %s |\n", 100*dec.Toy.Share, 100*dec.Toy.Max, yes(dec.Toy.Met))
+	}
+	var tok map[string]json.RawMessage
+	if ok, err := read(filepath.Join(*dir, "tokenizer.json"), &tok); err != nil {
+		return err
+	} else if ok {
+		for _, name := range []string{"llama3-8b-instruct", "mistral-7b-v0.1", "gpt2"} {
+			var t struct {
+				Prism struct {
+					MBPerS   float64 `json:"mb_per_s"`
+					IDsEqual bool    `json:"ids_equal_to_hf"`
+				} `json:"prism"`
+				HF struct {
+					MBPerS float64 `json:"mb_per_s"`
+				} `json:"hf_tokenizers"`
+				Ratio  float64  `json:"speed_ratio_prism_over_hf"`
+				Linear *float64 `json:"prism_linearity_4x"`
+			}
+			if err := json.Unmarshal(tok[name], &t); err != nil {
+				continue
+			}
+			fmt.Fprintf(&b, "| tokenizer, %s (ids equal: %v) | %.2f MB/s | %.2f MB/s (HF tokenizers) | %.2fx | ≥ 1.0x | %s |\n",
+				name, t.Prism.IDsEqual, t.Prism.MBPerS, t.HF.MBPerS, t.Ratio, yes(t.Ratio >= 1 && t.Prism.IDsEqual))
+			if t.Linear != nil {
+				fmt.Fprintf(&b, "| tokenizer, %s: time(4× text) / (4 × time(text)) | %.2f | | | ≈ 1 | %s |\n", name, *t.Linear, yes(*t.Linear < 1.1))
+			}
+		}
+	}
+	var mem struct {
+		Growth float64 `json:"growth_pct"`
+		Peak   int64   `json:"peak_rss_kib"`
+		From   int     `json:"from_step"`
+		Steps  int     `json:"steps"`
+	}
+	if ok, err := read(filepath.Join(*dir, "memory-tiny.json"), &mem); err != nil {
+		return err
+	} else if ok {
+		if mem.Peak > 0 {
+			fmt.Fprintf(&b, "| peak resident memory, tiny run | %.0f MiB | | | | |\n", float64(mem.Peak)/1024)
+		}
+		fmt.Fprintf(&b, "| resident memory growth, step %d to %d | %+.2f%% | | | < 5%% | %s |\n", mem.From, mem.Steps, mem.Growth, yes(mem.Growth < 5))
+	}
+	if machine != "" {
+		fmt.Fprintf(&b, "\nMachine: %s.\n", machine)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(*dir, "README.md"), []byte(b.String()))
+}

@@ -1,0 +1,315 @@
+// Command train times prism's training step against PyTorch eager on the
+// same machine, in one run: the same random Llama-style reward model (prism
+// writes it as safetensors and bench/train/reference.py loads it), the same
+// pairs, fp32, AdamW, gradient clipping and thread count. Before the times
+// are compared it checks that both sides computed the same losses, step by
+// step, so the ratio compares equal work.
+//
+// It also measures the machine's fp32 matmul peak and reports each side's
+// model FLOPs utilisation against it.
+//
+//	go run ./bench/train -out bench/results/train.json
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"prism/bench/machine"
+	"prism/configs"
+	"prism/internal/fsutil"
+	"prism/internal/torch"
+	"prism/models"
+	"prism/trainer"
+)
+
+// shape is one benchmark configuration.
+type shape struct {
+	Name                                    string
+	Vocab, Hidden, Inter, Layers, Heads, KV int
+	Seq, Pairs                              int
+	Warmup, Steps                           int
+}
+
+// The issue's three sizes: tiny is bound by per-operation overhead,
+// medium by matmuls. Vocabularies: tiny keeps its embedding small so the
+// optimizer update does not dominate; small and medium use Llama 2's and
+// Mistral's 32000.
+var shapes = []shape{
+	{Name: "tiny", Vocab: 1024, Hidden: 64, Inter: 176, Layers: 2, Heads: 4, KV: 2, Seq: 64, Pairs: 32, Warmup: 5, Steps: 40},
+	{Name: "small", Vocab: 32000, Hidden: 256, Inter: 688, Layers: 4, Heads: 4, KV: 2, Seq: 256, Pairs: 8, Warmup: 3, Steps: 12},
+	{Name: "medium", Vocab: 32000, Hidden: 512, Inter: 1376, Layers: 8, Heads: 8, KV: 4, Seq: 512, Pairs: 8, Warmup: 1, Steps: 4},
+}
+
+const (
+	lr          = 1e-4
+	weightDecay = 0.01
+	maxGradNorm = 1.0
+	// lossTol bounds the relative difference of the two sides' losses. The
+	// first step sees identical weights; later steps add the optimizer's
+	// rounding.
+	lossTol = 1e-4
+)
+
+func (s shape) config() *models.Config {
+	pad := 0
+	return &models.Config{ModelType: "llama", VocabSize: s.Vocab, HiddenSize: s.Hidden, IntermediateSize: s.Inter,
+		NumHiddenLayers: s.Layers, NumAttentionHeads: s.Heads, NumKeyValueHeads: s.KV, RMSNormEps: 1e-5,
+		RopeTheta: 10000, MaxPositionEmbeddings: max(2048, s.Seq), PadTokenID: &pad, BOSTokenID: 1, EOSTokenID: 2,
+		InitializerRange: 0.02, HeadDim: s.Hidden / s.Heads, HiddenAct: "silu"}
+}
+
+// flops counts one training step: forward matmuls (projections, MLP, the
+// full T×T attention products that the explicit path computes) times 3 for
+// forward plus backward. The score head and elementwise work are left out,
+// as usual for model FLOPs.
+func (s shape) flops() float64 {
+	hd := s.Hidden / s.Heads
+	q, kv := s.Heads*hd, s.KV*hd
+	tokens := float64(2 * s.Pairs * s.Seq)
+	linear := float64(s.Hidden*(q+2*kv) + q*s.Hidden + 3*s.Hidden*s.Inter)
+	perLayer := 2*tokens*linear + 4*tokens*float64(s.Seq*q)
+	return 3 * float64(s.Layers) * perLayer
+}
+
+type side struct {
+	Loss          []float64 `json:"loss"`
+	Seconds       []float64 `json:"seconds"`
+	MedianSeconds float64   `json:"median_step_seconds"`
+	TokensPerS    float64   `json:"tokens_per_s"`
+	MFU           float64   `json:"mfu"`
+	Version       string    `json:"version,omitempty"`
+}
+
+type result struct {
+	Shape         shape   `json:"shape"`
+	Params        int64   `json:"params"`
+	StepGFLOP     float64 `json:"step_gflop"`
+	Prism         side    `json:"prism"`
+	PyTorch       side    `json:"pytorch_eager"`
+	Speedup       float64 `json:"speedup_prism_over_pytorch"`
+	MaxLossRelErr float64 `json:"max_loss_rel_diff"`
+	Target        float64 `json:"target_speedup"`
+	Met           bool    `json:"target_met"`
+}
+
+func main() {
+	runtime.LockOSThread()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/train:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	out := flag.String("out", "", "write the results as JSON here")
+	only := flag.String("only", "tiny,small,medium", "comma-separated shapes to run")
+	python := flag.String("python", "/usr/bin/python3", "Python with torch (the baseline)")
+	smoke := flag.Bool("smoke", false, "a quick check of the harness: 2 steps per shape")
+	nthreads := flag.Int("threads", 0, "libtorch threads on both sides (0: every core)")
+	flag.Parse()
+
+	threads, err := torch.Setup(*nthreads)
+	if err != nil {
+		return err
+	}
+	if err := checkPython(*python); err != nil {
+		return err
+	}
+	info := machine.Describe()
+	peak, err := machine.MatmulPeak(2048, 5)
+	if err != nil {
+		return fmt.Errorf("matmul peak: %w", err)
+	}
+	fmt.Printf("machine: %s, %d cores, %s, libtorch %s, %d threads; fp32 matmul peak %.1f GFLOP/s\n",
+		info.CPU, info.Cores, info.Torch.BLAS, info.Torch.LibtorchVersion, threads, peak)
+
+	dir, err := os.MkdirTemp("", "prism-bench-train-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	var results []result
+	for _, s := range shapes {
+		if !slices.Contains(strings.Split(*only, ","), s.Name) {
+			continue
+		}
+		if *smoke {
+			s.Warmup, s.Steps = 1, 1
+		}
+		r, err := bench(s, filepath.Join(dir, s.Name), *python, threads, peak)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		fmt.Printf("%-6s prism %.4fs  pytorch %.4fs  speedup %.2fx (target %.1fx)  MFU prism %.1f%% pytorch %.1f%%  loss rel diff %.1e\n",
+			s.Name, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, 100*r.Prism.MFU, 100*r.PyTorch.MFU, r.MaxLossRelErr)
+		results = append(results, *r)
+	}
+	if *out == "" {
+		return nil
+	}
+	j, err := json.MarshalIndent(map[string]any{
+		"benchmark": "training step (forward, Bradley-Terry loss, backward, clipping, AdamW), prism against PyTorch eager on the same libtorch",
+		"machine":   info, "threads": threads, "matmul_peak_gflops": peak, "smoke": *smoke,
+		"loss_tolerance": lossTol, "results": results,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(*out, append(j, '\n'))
+}
+
+// checkPython fails early, with the fix, when the baseline cannot run.
+func checkPython(python string) error {
+	out, err := exec.Command(python, "-c", "import torch; print(torch.__version__)").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("the PyTorch baseline needs %s with torch (on Debian 12: apt-get install python3-torch): %v: %s",
+			python, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func bench(s shape, dir, python string, threads int, peak float64) (*result, error) {
+	mcfg := s.config()
+	if err := mcfg.Validate(); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(7, uint64(s.Seq)))
+	modelDir := filepath.Join(dir, "model")
+	if err := models.SaveValues(modelDir, mcfg, models.RandomInit(mcfg, rng), nil); err != nil {
+		return nil, err
+	}
+	pairsPath := filepath.Join(dir, "pairs.jsonl")
+	if err := writePairs(pairsPath, s, rng); err != nil {
+		return nil, err
+	}
+	total := s.Warmup + s.Steps
+	res := &result{Shape: s, Params: mcfg.ParamCount(), StepGFLOP: s.flops() / 1e9, Target: 1.0}
+	if s.Name == "tiny" {
+		res.Target = 1.2
+	}
+
+	// prism: the real trainer, one epoch of the pairs per step.
+	cfg, err := configs.Load("", []string{
+		"run.dir=" + filepath.Join(dir, "run"), "run.log_every=1000000", fmt.Sprintf("run.threads=%d", threads),
+		"model.preset=", "model.path=" + modelDir,
+		"data.train=" + pairsPath, "data.eval_fraction=0", fmt.Sprintf("data.max_length=%d", s.Seq),
+		fmt.Sprintf("train.steps=%d", total), fmt.Sprintf("train.batch_size=%d", s.Pairs),
+		fmt.Sprintf("train.learning_rate=%g", lr), "train.schedule=constant",
+		fmt.Sprintf("train.weight_decay=%g", weightDecay), fmt.Sprintf("train.max_grad_norm=%g", maxGradNorm),
+		"eval.every=0", "checkpoint.every=0",
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err = trainer.Run(context.Background(), cfg, trainer.Options{Progress: io.Discard, Logger: quiet,
+		AfterStep: func(si trainer.StepInfo) {
+			res.Prism.Loss = append(res.Prism.Loss, si.Loss)
+			res.Prism.Seconds = append(res.Prism.Seconds, si.Seconds)
+		}})
+	if err != nil {
+		return nil, err
+	}
+
+	// PyTorch eager on the same files.
+	cmd := exec.Command(python, "bench/train/reference.py", "--model", modelDir, "--pairs", pairsPath,
+		"--steps", fmt.Sprint(total), "--threads", fmt.Sprint(threads), "--lr", fmt.Sprint(lr),
+		"--weight-decay", fmt.Sprint(weightDecay), "--max-grad-norm", fmt.Sprint(maxGradNorm))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	outb, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("reference.py: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var py struct {
+		Torch   string    `json:"torch"`
+		Loss    []float64 `json:"loss"`
+		Seconds []float64 `json:"seconds"`
+	}
+	if err := json.Unmarshal(outb, &py); err != nil {
+		return nil, fmt.Errorf("reference.py output: %w", err)
+	}
+	res.PyTorch = side{Loss: py.Loss, Seconds: py.Seconds, Version: "torch " + py.Torch}
+	res.Prism.Version = "prism"
+
+	if len(res.Prism.Loss) != total || len(py.Loss) != total {
+		return nil, fmt.Errorf("steps: prism ran %d, PyTorch %d, want %d", len(res.Prism.Loss), len(py.Loss), total)
+	}
+	for i := range total {
+		a, b := res.Prism.Loss[i], py.Loss[i]
+		d := math.Abs(a-b) / max(math.Abs(b), 1e-12)
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		res.MaxLossRelErr = max(res.MaxLossRelErr, d)
+	}
+	if res.MaxLossRelErr > lossTol {
+		return nil, fmt.Errorf("the two sides disagree: losses prism %v, PyTorch %v (max relative difference %.2e > %.0e): the timing would not compare equal work",
+			res.Prism.Loss, py.Loss, res.MaxLossRelErr, lossTol)
+	}
+	tokens := float64(2 * s.Pairs * s.Seq)
+	for _, sd := range []*side{&res.Prism, &res.PyTorch} {
+		sd.MedianSeconds = median(sd.Seconds[s.Warmup:])
+		sd.TokensPerS = tokens / sd.MedianSeconds
+		sd.MFU = s.flops() / sd.MedianSeconds / (peak * 1e9)
+	}
+	res.Speedup = res.PyTorch.MedianSeconds / res.Prism.MedianSeconds
+	res.Met = res.Speedup >= res.Target
+	return res, nil
+}
+
+// writePairs writes s.Pairs pairs of random ids: a prompt of half the
+// sequence and two responses filling the rest, so every row is s.Seq
+// tokens and neither side pads.
+func writePairs(path string, s shape, rng *rand.Rand) error {
+	var buf bytes.Buffer
+	ids := func(n int) []int64 {
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64(3 + rng.IntN(s.Vocab-3))
+		}
+		return v
+	}
+	p := s.Seq / 2
+	for range s.Pairs {
+		row := map[string][]int64{"prompt_ids": ids(p), "chosen_ids": ids(s.Seq - p), "rejected_ids": ids(s.Seq - p)}
+		b, err := json.Marshal(row)
+		if err != nil {
+			return err
+		}
+		buf.Write(append(b, '\n'))
+	}
+	if buf.Len() == 0 {
+		return errors.New("no pairs")
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
