@@ -111,6 +111,7 @@ type Train struct {
 	WarmupSteps        int     `mapstructure:"warmup_steps" yaml:"warmup_steps"`
 	MinLRRatio         float64 `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio"`
 	MaxGradNorm        float64 `mapstructure:"max_grad_norm" yaml:"max_grad_norm"`
+	MaxBadSteps        int     `mapstructure:"max_bad_steps" yaml:"max_bad_steps"`
 	UseMargin          bool    `mapstructure:"use_margin" yaml:"use_margin"`
 	CenterRewardsCoef  float64 `mapstructure:"center_rewards_coef" yaml:"center_rewards_coef"`
 	Trainable          string  `mapstructure:"trainable" yaml:"trainable"`

@@ -112,6 +112,7 @@ func (c *Config) Validate() error {
 	nonNegative("train.warmup_steps", t.WarmupSteps)
 	finite("train.min_lr_ratio", t.MinLRRatio, 0, 1, false, false)
 	finite("train.max_grad_norm", t.MaxGradNorm, 0, math.MaxFloat64, false, false)
+	nonNegative("train.max_bad_steps", t.MaxBadSteps)
 	finite("train.center_rewards_coef", t.CenterRewardsCoef, 0, math.MaxFloat64, false, false)
 	oneOf("train.trainable", t.Trainable, "all", "head", "top_layers")
 	nonNegative("train.trainable_top_layers", t.TrainableTopLayers)

@@ -51,6 +51,10 @@ type State struct {
 	Tokens   int64   `json:"tokens"`
 	ElapsedS float64 `json:"elapsed_s"`
 	BadSteps int     `json:"bad_steps"`
+	// BadRun counts the non-finite steps in a row up to Step, and
+	// FirstBad is the first of them (0: none).
+	BadRun   int `json:"bad_run,omitempty"`
+	FirstBad int `json:"first_bad_step,omitempty"`
 	// Prioritised training: the phase (number of recomputes so far), the
 	// training pairs it selected and their prompt-free gaps. Each phase's
 	// random draws derive from the seed and the phase number.
@@ -227,8 +231,8 @@ func listCheckpoints(runDir string) ([]string, error) {
 	return out, nil
 }
 
-// pruneCheckpoints removes all but the newest keep checkpoints, and any
-// temporary folder a crash left behind.
+// pruneCheckpoints removes all but the newest keep checkpoints, and what
+// writes interrupted by a crash left behind (removeLeftovers).
 func pruneCheckpoints(runDir string, keep int) error {
 	cks, err := listCheckpoints(runDir)
 	if err != nil {
@@ -241,13 +245,39 @@ func pruneCheckpoints(runDir string, keep int) error {
 			}
 		}
 	}
-	entries, _ := os.ReadDir(filepath.Join(runDir, checkpointDir))
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "."+checkpointGlob) {
-			_ = os.RemoveAll(filepath.Join(runDir, checkpointDir, e.Name()))
+	removeLeftovers(runDir)
+	return nil
+}
+
+// leftoverPatterns name, folder by folder, the temporary files and folders
+// of the run folder's atomic writes: fsutil's ".NAME.tmp-*" (and ".old"
+// for a replaced folder) for checkpoints, the final model, the rewritten
+// metrics and config and the decomposition tables, report's ".plot-*.png"
+// for plots, and openRunDir's write probe. A crash leaves them; nothing
+// reads them.
+var leftoverPatterns = map[string][]string{
+	"":              {".model.tmp-*", ".metrics.jsonl.tmp-*", ".config.yaml.tmp-*", ".write-test"},
+	checkpointDir:   {"." + checkpointGlob + "*"},
+	"decomposition": {".*.tmp-*", ".plot-*.png"},
+}
+
+// removeLeftovers removes, as best it can, the leftovers of interrupted
+// writes from the run folder: a run resumed after a crash during its final
+// save would otherwise keep the half-written model folder next to the
+// complete one for good. The trainer writes one thing at a time and calls
+// it between writes, so no write in progress is among them.
+func removeLeftovers(runDir string) {
+	for dir, patterns := range leftoverPatterns {
+		entries, _ := os.ReadDir(filepath.Join(runDir, dir))
+		for _, e := range entries {
+			for _, p := range patterns {
+				if ok, _ := filepath.Match(p, e.Name()); ok {
+					_ = os.RemoveAll(filepath.Join(runDir, dir, e.Name()))
+					break
+				}
+			}
 		}
 	}
-	return nil
 }
 
 // findResume resolves --resume: "auto" is the newest valid checkpoint of

@@ -38,6 +38,9 @@ type Options struct {
 	// AfterStep, when set, runs after every optimizer step (hooks for
 	// tests and tools).
 	AfterStep func(StepInfo)
+
+	// poison, in tests, makes the given step's loss and gradients NaN.
+	poison func(step int) bool
 }
 
 // StepInfo describes a finished optimizer step.
@@ -100,6 +103,8 @@ type run struct {
 	metrics  *os.File
 	progress *progress
 	closers  []io.Closer
+	// poisoned marks the current step for Options.poison.
+	poisoned bool
 }
 
 // Run trains a reward model as cfg describes. Cancelling ctx (SIGINT,
@@ -452,6 +457,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			"loss": m.loss, "accuracy": m.accuracy, "lr": m.lr, "grad_norm": m.gradNorm,
 			"tokens_per_s": m.tokensPerS, "wall_s": r.state.ElapsedS, "skipped": m.skipped})
 		r.progress.update(r.state.Step, m)
+		if err := r.countBad(m); err != nil {
+			return nil, err
+		}
 		if c.Eval.Every > 0 && r.state.Step%c.Eval.Every == 0 && r.state.Step < total {
 			if _, err := r.evaluate(); err != nil {
 				return nil, err
@@ -504,6 +512,35 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// ErrNonFinite stops a run after more than train.max_bad_steps non-finite
+// steps in a row.
+var ErrNonFinite = errors.New("training diverged")
+
+// countBad tracks non-finite steps in a row and stops the run, with a
+// checkpoint of the last good state, after more than train.max_bad_steps.
+// Skipped steps leave weights and optimizer state untouched, so the state
+// now is the state after the last good step.
+func (r *run) countBad(m stepMetrics) error {
+	if !m.skipped {
+		r.state.BadRun, r.state.FirstBad = 0, 0
+		return nil
+	}
+	if r.state.BadRun == 0 {
+		r.state.FirstBad = r.state.Step
+	}
+	r.state.BadRun++
+	limit := r.cfg.Train.MaxBadSteps
+	if limit == 0 || r.state.BadRun <= limit {
+		return nil
+	}
+	if err := r.checkpoint(); err != nil {
+		return fmt.Errorf("%w at step %d, and the checkpoint failed: %w", ErrNonFinite, r.state.Step, err)
+	}
+	r.writeMetric(map[string]any{"kind": "stopped", "step": r.state.Step, "reason": "non-finite", "first_bad_step": r.state.FirstBad, "bad_in_a_row": r.state.BadRun})
+	return fmt.Errorf("%w: steps %d to %d (%d in a row, more than train.max_bad_steps=%d) had a NaN or infinite loss or gradient norm, so their updates were skipped; the last good state (after step %d) is checkpointed in %s. Lower train.learning_rate, check the data around those steps, or raise train.max_bad_steps",
+		ErrNonFinite, r.state.FirstBad, r.state.Step, r.state.BadRun, limit, r.state.FirstBad-1, filepath.Join(r.cfg.Run.Dir, checkpointDir))
+}
+
 func (r *run) checkpoint() error {
 	weights, err := r.model.Values()
 	if err != nil {
@@ -542,6 +579,7 @@ func (r *run) step() (m stepMetrics, err error) {
 	}
 	n := len(idx)
 	correct := 0
+	r.poisoned = r.opt.poison != nil && r.opt.poison(r.state.Step+1)
 	for lo := 0; lo < n; lo += c.MicroBatch() {
 		hi := min(lo+c.MicroBatch(), n)
 		pairs := make([]data.Pair, 0, hi-lo)
@@ -653,6 +691,13 @@ func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss f
 		if rcv[i] > rrv[i] { // a tie counts as wrong
 			correct++
 		}
+	}
+	if r.poisoned {
+		l = keep(l.MulScalar(ts.FloatScalar(math.NaN()), false))
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		loss = math.NaN()
 	}
 	if backward {
 		if err := l.Backward(); err != nil {

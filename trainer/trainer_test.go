@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -400,5 +401,124 @@ func TestPairMetricsTiesAreWrong(t *testing.T) {
 	}
 	if math.Abs(ev.RewardMean-1.375) > 1e-12 {
 		t.Errorf("reward mean %v", ev.RewardMean)
+	}
+}
+
+// TestNonFiniteSteps: a NaN step is skipped and counted; more than
+// train.max_bad_steps in a row stop the run with ErrNonFinite and a
+// checkpoint holding the weights of the last good step.
+func TestNonFiniteSteps(t *testing.T) {
+	load := func(dir, maxBad string) *configs.Config {
+		sets := []string{"train.steps=12", "eval.every=0", "checkpoint.every=0"}
+		if maxBad != "" {
+			sets = append(sets, "train.max_bad_steps="+maxBad)
+		}
+		cfg, err := configs.Load(smallConfig(t, dir, ""), sets, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	// One bad step: skipped, counted, the run goes on.
+	dir := t.TempDir()
+	var skipped []int
+	res, err := Run(context.Background(), load(dir, ""), Options{
+		poison: func(step int) bool { return step == 3 },
+		AfterStep: func(si StepInfo) {
+			if si.Skipped {
+				skipped = append(skipped, si.Step)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 12 || !slices.Equal(skipped, []int{3}) {
+		t.Fatalf("steps %d, skipped %v; want 12 steps, step 3 skipped", res.Steps, skipped)
+	}
+	st, err := verifyCheckpoint(mustNewest(t, filepath.Join(dir, "run")))
+	if err != nil || st.BadSteps != 1 || st.BadRun != 0 {
+		t.Fatalf("state %+v, %v: want 1 bad step, none in a row", st, err)
+	}
+
+	// Every step from 5 on is bad. With no limit the run ends with the
+	// weights of step 4; with max_bad_steps 3 it stops at step 8 and its
+	// checkpoint holds the same weights.
+	from5 := func(step int) bool { return step >= 5 }
+	ref := t.TempDir()
+	if _, err := Run(context.Background(), load(ref, "0"), Options{poison: from5}); err != nil {
+		t.Fatal(err)
+	}
+	stop := t.TempDir()
+	_, err = Run(context.Background(), load(stop, "3"), Options{poison: from5})
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "steps 5 to 8") || !strings.Contains(err.Error(), "after step 4") {
+		t.Fatalf("err = %v; want ErrNonFinite naming steps 5 to 8 and the last good step 4", err)
+	}
+	ck := mustNewest(t, filepath.Join(stop, "run"))
+	st, err = verifyCheckpoint(ck)
+	if err != nil || st.Step != 8 || st.FirstBad != 5 || st.BadRun != 4 {
+		t.Fatalf("checkpoint %s: %+v, %v", ck, st, err)
+	}
+	got, err := os.ReadFile(filepath.Join(ck, modelSubdir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, finalWeights(t, filepath.Join(ref, "run"))) {
+		t.Fatal("the checkpoint of the stopped run does not hold the weights of the last good step")
+	}
+}
+
+// TestFullDiskAtCheckpoint: when the disk fills up, the checkpoint that no
+// longer fits is an error that stops the run, the previous checkpoint stays
+// valid, no half-written folder is left, and the run resumes from it once
+// there is space. It mounts a small tmpfs, so it needs root.
+func TestFullDiskAtCheckpoint(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v: %s", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	cfg, err := configs.Load(smallConfig(t, mnt, ""), []string{"train.steps=12", "eval.every=0", "checkpoint.every=4", "checkpoint.keep=3"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(mnt, "filler")
+	fill := func(si StepInfo) {
+		if si.Step != 5 {
+			return
+		}
+		f, err := os.Create(filler)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				return // full
+			}
+		}
+	}
+	_, err = Run(context.Background(), cfg, Options{AfterStep: fill})
+	if err == nil || !strings.Contains(err.Error(), "writing checkpoint") || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("err = %v; want a checkpoint error wrapping ENOSPC", err)
+	}
+	runDir := filepath.Join(mnt, "run")
+	ck := mustNewest(t, runDir)
+	st, err := verifyCheckpoint(ck)
+	if err != nil || st.Step != 4 {
+		t.Fatalf("newest checkpoint %s: %+v, %v; want the intact step-4 checkpoint", ck, st, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(runDir, checkpointDir, ".*"))
+	if len(left) > 0 {
+		t.Fatalf("half-written checkpoint left behind: %v", left)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), cfg, Options{Resume: "auto"})
+	if err != nil || res.Steps != 12 {
+		t.Fatalf("resume after freeing space: %+v, %v", res, err)
 	}
 }
