@@ -69,10 +69,10 @@ func run() error {
 			} `json:"shape"`
 			Prism   struct{ MedianSeconds, MFU float64 } `json:"prism"`
 			PyTorch struct{ MedianSeconds, MFU float64 } `json:"pytorch_eager"`
-			Speedup float64 `json:"speedup_prism_over_pytorch"`
-			Target  float64 `json:"target_speedup"`
-			Met     bool    `json:"target_met"`
-			LossErr float64 `json:"max_loss_rel_diff"`
+			Speedup float64                              `json:"speedup_prism_over_pytorch"`
+			Target  float64                              `json:"target_speedup"`
+			Met     bool                                 `json:"target_met"`
+			LossErr float64                              `json:"max_loss_rel_diff"`
 		} `json:"results"`
 	}
 	var machine string
