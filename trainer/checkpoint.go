@@ -55,6 +55,9 @@ type State struct {
 	// FirstBad is the first of them (0: none).
 	BadRun   int `json:"bad_run,omitempty"`
 	FirstBad int `json:"first_bad_step,omitempty"`
+	// MetricsBytes is the length of metrics.jsonl when the checkpoint was
+	// written; a run resumed from it cuts the file back to that.
+	MetricsBytes int64 `json:"metrics_bytes,omitempty"`
 	// Prioritised training: the phase (number of recomputes so far), the
 	// training pairs it selected and their prompt-free gaps. Each phase's
 	// random draws derive from the seed and the phase number.

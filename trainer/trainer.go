@@ -105,6 +105,9 @@ type run struct {
 	closers  []io.Closer
 	// poisoned marks the current step for Options.poison.
 	poisoned bool
+	// resumed is set when the run continues from a checkpoint, whose
+	// metrics.jsonl already holds the data records.
+	resumed bool
 }
 
 // Run trains a reward model as cfg describes. Cancelling ctx (SIGINT,
@@ -206,11 +209,12 @@ func (r *run) setup() error {
 		r.state = State{Format: stateFormat, DataSeed: uint64(c.Run.Seed), Config: r.cfgYAML, FirstTagShare: -1}
 	}
 
-	if resumeDir != "" {
-		if err := r.trimMetrics(r.state.Step); err != nil {
+	if r.opt.Resume != "" {
+		if err := r.trimMetrics(resumeDir != ""); err != nil {
 			return err
 		}
 	}
+	r.resumed = resumeDir != ""
 	mf, err := os.OpenFile(filepath.Join(c.Run.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -331,8 +335,10 @@ func (r *run) loadData(mcfg *models.Config) error {
 	r.eval, ed, et = data.Fit(r.eval, c.MaxLength, data.Truncation(c.Truncation))
 	r.log.Info("data", "train_pairs", len(r.train), "eval_pairs", len(r.eval),
 		"dropped_over_length", dropped+ed, "truncated", truncated+et, "max_length", c.MaxLength, "policy", c.Truncation)
-	r.writeMetric(map[string]any{"kind": "data", "train_pairs": len(r.train), "eval_pairs": len(r.eval),
-		"dropped_over_length": dropped + ed, "truncated": truncated + et})
+	if !r.resumed {
+		r.writeMetric(map[string]any{"kind": "data", "train_pairs": len(r.train), "eval_pairs": len(r.eval),
+			"dropped_over_length": dropped + ed, "truncated": truncated + et})
+	}
 	if len(r.train) == 0 {
 		return fmt.Errorf("no training pairs left after the length limit (%d dropped)", dropped)
 	}
@@ -361,7 +367,9 @@ func (r *run) readPairs(path string, vocab int) ([]data.Pair, error) {
 	}
 	if skipped > 0 {
 		r.log.Warn("skipped invalid rows", "file", path, "skipped", skipped)
-		r.writeMetric(map[string]any{"kind": "data", "file": path, "skipped_invalid": skipped})
+		if !r.resumed {
+			r.writeMetric(map[string]any{"kind": "data", "file": path, "skipped_invalid": skipped})
+		}
 	}
 	return pairs, nil
 }
@@ -542,6 +550,11 @@ func (r *run) countBad(m stepMetrics) error {
 }
 
 func (r *run) checkpoint() error {
+	fi, err := r.metrics.Stat()
+	if err != nil {
+		return err
+	}
+	r.state.MetricsBytes = fi.Size()
 	weights, err := r.model.Values()
 	if err != nil {
 		return err
@@ -796,17 +809,38 @@ func (r *run) writeMetric(m map[string]any) {
 	}
 }
 
-// trimMetrics drops metric lines past the resumed step: a run killed after
-// its last checkpoint logged steps that the resumed run repeats.
-func (r *run) trimMetrics(step int) error {
+// trimMetrics cuts metrics.jsonl back to what it held when the resumed
+// checkpoint was written: the killed run logged past it (steps, a
+// recompute at the checkpoint's step, the final evaluation), and the
+// resumed run logs all that again. With no checkpoint to resume (resumed
+// false), the run starts over and so does the file.
+func (r *run) trimMetrics(resumed bool) error {
 	path := filepath.Join(r.cfg.Run.Dir, "metrics.jsonl")
-	b, err := os.ReadFile(path)
+	if !resumed {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	if n := r.state.MetricsBytes; n > 0 {
+		if fi.Size() > n {
+			return os.Truncate(path, n)
+		}
+		return nil
+	}
+	// A checkpoint from before metrics_bytes: drop the lines past its step.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	step := r.state.Step
 	var keep []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if l == "" {
