@@ -179,6 +179,7 @@ func Load(path string, sets []string, environ []string) (*Config, error) {
 					return nil, fmt.Errorf("%w: environment %s: %v", ErrInvalid, name, err)
 				}
 				v.Set(k, x)
+				src.override(k, fmt.Sprintf("environment %s (%s)", name, k))
 			}
 		}
 	}
@@ -196,6 +197,7 @@ func Load(path string, sets []string, environ []string) (*Config, error) {
 			return nil, fmt.Errorf("%w: --set %s: %v", ErrInvalid, k, err)
 		}
 		v.Set(k, x)
+		src.override(k, "--set "+k)
 	}
 
 	var cfg Config
@@ -268,10 +270,21 @@ func knownKeys() []string {
 	return keys
 }
 
-// source is the experiment file, kept as a YAML tree for line numbers.
+// source is the experiment file, kept as a YAML tree for line numbers,
+// and where the keys that override it came from.
 type source struct {
 	name string
 	root yaml.Node
+	// overrides maps keys set by the environment or --set to that origin:
+	// an error in such a value names it, not the file.
+	overrides map[string]string
+}
+
+func (s *source) override(key, origin string) {
+	if s.overrides == nil {
+		s.overrides = map[string]string{}
+	}
+	s.overrides[key] = origin
 }
 
 // checkKeys reports the first unknown key, with its line. Viper would
@@ -290,10 +303,22 @@ func (s *source) checkKeys(keys []string) error {
 		sec, _, _ := strings.Cut(k, ".")
 		sections[sec] = true
 	}
+	// A repeated key would silently take its last value.
+	seen := map[string]int{}
+	repeated := func(k *yaml.Node, key string) error {
+		if l, ok := seen[key]; ok {
+			return fmt.Errorf("%w: %s:%d: %s is set twice (first on line %d)", ErrInvalid, s.name, k.Line, key, l)
+		}
+		seen[key] = k.Line
+		return nil
+	}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		kn, vn := doc.Content[i], doc.Content[i+1]
 		if !sections[kn.Value] {
 			return fmt.Errorf("%w: %s:%d: unknown section %q%s", ErrInvalid, s.name, kn.Line, kn.Value, suggest(kn.Value, mapKeys(sections)))
+		}
+		if err := repeated(kn, "section "+kn.Value); err != nil {
+			return err
 		}
 		if vn.Kind != yaml.MappingNode {
 			if vn.Tag == "!!null" {
@@ -305,6 +330,9 @@ func (s *source) checkKeys(keys []string) error {
 			k := kn.Value + "." + vn.Content[j].Value
 			if !contains(keys, k) {
 				return fmt.Errorf("%w: %s:%d: unknown key %s%s", ErrInvalid, s.name, vn.Content[j].Line, k, suggest(k, keys))
+			}
+			if err := repeated(vn.Content[j], k); err != nil {
+				return err
 			}
 		}
 	}
@@ -348,6 +376,9 @@ func (s *source) wrap(err error) error {
 	msg = strings.TrimSpace(msg)
 	if m := quotedKey.FindStringSubmatch(msg); m != nil {
 		msg = strings.TrimSpace(strings.Replace(msg, m[0], "", 1))
+		if o, ok := s.overrides[m[1]]; ok {
+			return fmt.Errorf("%w: %s: %s", ErrInvalid, o, msg)
+		}
 		if l := s.line(m[1]); l > 0 {
 			return fmt.Errorf("%w: %s:%d: %s: %s", ErrInvalid, s.name, l, m[1], msg)
 		}
@@ -360,6 +391,9 @@ func (s *source) wrap(err error) error {
 func (s *source) locate(err error) error {
 	var fe *FieldError
 	if errors.As(err, &fe) {
+		if o, ok := s.overrides[fe.Key]; ok {
+			return fmt.Errorf("%w: %s: %s", ErrInvalid, o, fe.Problem)
+		}
 		where := s.name
 		if l := s.line(fe.Key); l > 0 {
 			where = fmt.Sprintf("%s:%d", s.name, l)

@@ -66,6 +66,9 @@ func TestBadConfigs(t *testing.T) {
 		{name: "section not a map", file: "train: 5\n", want: []string{"exp.yaml:1", "section \"train\" must be a mapping"}},
 		{name: "not a mapping", file: "- a\n- b\n", want: []string{"must be a mapping"}},
 		{name: "bad yaml", file: "train:\n  steps: [1\n", want: []string{"exp.yaml"}},
+		{name: "repeated key", file: "train:\n  steps: 3\n  batch_size: 4\n  steps: 5\n", want: []string{"exp.yaml:4", "train.steps is set twice (first on line 2)"}},
+		{name: "repeated section", file: "train:\n  steps: 3\nrun:\n  seed: 2\ntrain:\n  batch_size: 4\n", want: []string{"exp.yaml:5", "section train is set twice (first on line 1)"}},
+		{name: "alias bomb", file: aliasBomb, want: []string{"exp.yaml", "excessive aliasing"}},
 		{name: "negative batch", file: "train:\n  batch_size: -4\n", want: []string{"exp.yaml:2", "train.batch_size", "at least 1"}},
 		{name: "zero keep", file: "checkpoint:\n  keep: 0\n", want: []string{"checkpoint.keep"}},
 		{name: "nan lr", file: "train:\n  learning_rate: .nan\n", want: []string{"exp.yaml:2", "train.learning_rate", "finite"}},
@@ -75,7 +78,12 @@ func TestBadConfigs(t *testing.T) {
 		{name: "preset and path", file: "model:\n  path: /x\n", want: []string{"model.path", "not both"}},
 		{name: "set unknown", sets: []string{"train.lr=1"}, want: []string{"--set train.lr", "unknown key"}},
 		{name: "set malformed", sets: []string{"train.steps"}, want: []string{"key=value"}},
-		{name: "env wrong type", env: []string{"PRISM_TRAIN_STEPS=many"}, want: []string{"train.steps"}},
+		{name: "env wrong type", env: []string{"PRISM_TRAIN_STEPS=many"}, want: []string{"environment PRISM_TRAIN_STEPS (train.steps)"}},
+		// A value from --set or the environment is named as such, not as
+		// the file's line that it overrides.
+		{name: "set nan over the file", file: "train:\n  learning_rate: 1e-4\n", sets: []string{"train.learning_rate=.nan"}, want: []string{"--set train.learning_rate: must be a finite number"}},
+		{name: "set wrong type", file: "train:\n  steps: 3\n", sets: []string{"train.steps=many"}, want: []string{"--set train.steps:"}},
+		{name: "env negative", env: []string{"PRISM_TRAIN_BATCH_SIZE=-1"}, want: []string{"environment PRISM_TRAIN_BATCH_SIZE (train.batch_size): must be at least 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,3 +160,19 @@ func TestExperimentFilesLoad(t *testing.T) {
 		}
 	}
 }
+
+// aliasBomb nests YAML aliases under known keys to 10^9 strings when
+// expanded ("billion laughs").
+const aliasBomb = `run:
+  dir: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
+  device: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+  log_every: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+model:
+  preset: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+  path: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+  dtype: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+data:
+  train: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+  eval: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+  tokenizer: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+`

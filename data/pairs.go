@@ -133,7 +133,7 @@ func decodeTokenRow(b []byte, vocab int) (Pair, error) {
 	if err := dec.Decode(&row); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return Pair{}, fmt.Errorf("field %q: want %s, got %s", te.Field, te.Type, te.Value)
+			return Pair{}, fmt.Errorf("field %q: want %s, got %s", te.Field, goType(te.Type.String()), te.Value)
 		}
 		return Pair{}, err
 	}
@@ -174,6 +174,22 @@ func decodeTokenRow(b []byte, vocab int) (Pair, error) {
 		p.Margin = *row.Margin
 	}
 	return p, nil
+}
+
+// goType names the Go types of tokenRow's fields the way the format
+// documents them.
+func goType(t string) string {
+	switch t {
+	case "[]int64":
+		return "a list of token ids"
+	case "int64":
+		return "an integer token id"
+	case "float64":
+		return "a number"
+	case "map[string]string":
+		return "an object of strings"
+	}
+	return t
 }
 
 // Truncation says what happens to pairs longer than the maximum length.

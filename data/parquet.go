@@ -17,9 +17,21 @@ func readParquet(f *os.File, path string, handle func(string, []byte) error) err
 	if err != nil {
 		return err
 	}
-	pf, err := parquet.OpenFile(f, fi.Size())
-	if err != nil {
+	unreadable := func(err error) error {
 		return fmt.Errorf("%w: %s: not a readable Parquet file: %v", ErrInvalid, path, err)
+	}
+	footer, err := checkParquetFrame(f, fi.Size())
+	if err != nil {
+		return unreadable(err)
+	}
+	// Rows are streamed: the page index and bloom filters are not needed,
+	// and not reading them is less of the file to trust.
+	pf, err := parquet.OpenFile(f, fi.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return unreadable(err)
+	}
+	if err := checkParquetPages(f, pf.Metadata(), fi.Size()-8-footer); err != nil {
+		return unreadable(err)
 	}
 	r := parquet.NewGenericReader[any](f, &parquet.ReaderConfig{Schema: pf.Schema()})
 	defer r.Close()

@@ -114,9 +114,9 @@ func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) 
 		return nil, st, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
 	}
 	if first == '[' {
-		err = readJSONArray(br, handle)
+		err = readJSONArray(br, path, handle)
 	} else {
-		err = readJSONLines(br, handle)
+		err = readJSONLines(br, path, handle)
 	}
 	if err != nil {
 		return nil, st, err
@@ -144,12 +144,13 @@ func firstByte(br *bufio.Reader) (byte, error) {
 	}
 }
 
-func readJSONLines(br *bufio.Reader, handle func(string, []byte) error) error {
+func readJSONLines(br *bufio.Reader, name string, handle func(string, []byte) error) error {
 	for line := 1; ; line++ {
 		b, err := readLine(br)
 		if errors.Is(err, errLineTooLong) {
+			// A nil row is one too long to read (decodeTextRow says so).
 			if herr := handle(fmt.Sprint(line), nil); herr != nil {
-				return fmt.Errorf("%w (line longer than %d bytes)", herr, MaxLineBytes)
+				return herr
 			}
 			continue
 		}
@@ -162,35 +163,53 @@ func readJSONLines(br *bufio.Reader, handle func(string, []byte) error) error {
 			return nil
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("%s:%d: %w", name, line, err)
 		}
 	}
 }
 
 // readJSONArray streams the elements of a top-level JSON array.
-func readJSONArray(br *bufio.Reader, handle func(string, []byte) error) error {
+func readJSONArray(br *bufio.Reader, name string, handle func(string, []byte) error) error {
 	dec := json.NewDecoder(br)
 	if _, err := dec.Token(); err != nil {
-		return err
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
 	}
 	for i := 0; dec.More(); i++ {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("%w: element %d: %v", ErrInvalid, i, err)
+			return fmt.Errorf("%w: %s:[%d]: %v", ErrInvalid, name, i, jsonEOF(err))
 		}
 		if err := handle(fmt.Sprintf("[%d]", i), raw); err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("%w: unterminated array: %v", ErrInvalid, err)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+		return fmt.Errorf("%w: %s: the JSON array is not closed: %v where ']' should end it", ErrInvalid, name, describeToken(tok, err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: %s: data after the closing ']' of the JSON array", ErrInvalid, name)
 	}
 	return nil
 }
 
+// jsonEOF names a premature end, which the decoder reports as a bare EOF.
+func jsonEOF(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("unexpected end of file")
+	}
+	return err
+}
+
+func describeToken(tok json.Token, err error) string {
+	if err != nil {
+		return jsonEOF(err).Error()
+	}
+	return fmt.Sprintf("%v", tok)
+}
+
 func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
 	if raw == nil {
-		return TextPair{}, errors.New("line too long")
+		return TextPair{}, fmt.Errorf("line longer than %d bytes", MaxLineBytes)
 	}
 	// encoding/json would replace invalid UTF-8 with U+FFFD silently.
 	if !utf8.Valid(raw) {
@@ -198,6 +217,11 @@ func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
 	}
 	var row map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &row); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return TextPair{}, fmt.Errorf("want a JSON object with fields %q, %q and %q, got %s %s",
+				keys.Prompt, keys.Chosen, keys.Rejected, article(te.Value), short(raw))
+		}
 		return TextPair{}, err
 	}
 	var p TextPair
@@ -280,6 +304,10 @@ func messagesField(row map[string]json.RawMessage, key, role string, required bo
 		dec.DisallowUnknownFields()
 		var m Message
 		if err := dec.Decode(&m); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field == "" {
+				return nil, fmt.Errorf("field %q: message %d: want an object {\"role\", \"content\"}, got %s %s", key, i, article(te.Value), short(it))
+			}
 			return nil, fmt.Errorf("field %q: message %d: want {\"role\", \"content\"} strings: %v", key, i, err)
 		}
 		switch m.Role {
@@ -293,6 +321,14 @@ func messagesField(row map[string]json.RawMessage, key, role string, required bo
 		return nil, fmt.Errorf("field %q is an empty list", key)
 	}
 	return msgs, nil
+}
+
+// article puts "a" or "an" before a JSON kind ("array", "string").
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // short quotes a JSON value for an error message, cut to a readable length.

@@ -72,9 +72,16 @@ func TestReadTextPairsErrors(t *testing.T) {
 		{"invalid utf8", "{\"prompt\":\"a\xff\",\"chosen\":\"b\",\"rejected\":\"c\"}", "UTF-8"},
 		{"bad role", `{"chosen":[{"role":"bot","content":"x"}],"rejected":"c"}`, `role "bot"`},
 		{"message extra field", `{"chosen":[{"role":"user","content":"x","name":"n"}],"rejected":"c"}`, `message 0`},
+		{"message not an object", `{"chosen":["x"],"rejected":"c"}`, `field "chosen": message 0: want an object {"role", "content"}, got a string "x"`},
 		{"no response after prompt", `{"chosen":[{"role":"user","content":"x"}],"rejected":[{"role":"user","content":"x"}]}`, "identical"},
 		{"bad margin", `{"prompt":"a","chosen":"b","rejected":"c","margin":"big"}`, `field "margin"`},
 		{"empty file", "", "empty file"},
+		{"blank lines", "\n \n\n", "empty file"},
+		{"row not an object", "{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\"}\n\"abc\"\n", `bad.jsonl:2: want a JSON object with fields "prompt", "chosen" and "rejected", got a string "abc"`},
+		{"array of strings", `["a", "b"]`, `bad.jsonl:[0]: want a JSON object`},
+		{"unterminated array", `[{"prompt":"a","chosen":"b","rejected":"c"}`, "bad.jsonl: the JSON array is not closed: unexpected end of file where ']' should end it"},
+		{"cut inside an element", `[{"prompt":"a","chosen":"b","rejected":"c"}, {"prompt":`, "bad.jsonl:[1]: unexpected end of file"},
+		{"data after the array", `[{"prompt":"a","chosen":"b","rejected":"c"}] {}`, "bad.jsonl: data after the closing ']'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -128,6 +129,10 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(nb))
 	if err := dec.Decode(&c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, fmt.Errorf("%w: %s: %s: want %s, got %s", ErrConfig, name, te.Field, jsonKind(te.Type.Kind()), te.Value)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
 	c.applyDefaults()
@@ -135,6 +140,23 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &c, nil
+}
+
+// jsonKind names what JSON value a Go kind takes.
+func jsonKind(k reflect.Kind) string {
+	switch {
+	case k >= reflect.Int && k <= reflect.Uint64:
+		return "an integer"
+	case k == reflect.Float32 || k == reflect.Float64:
+		return "a number"
+	case k == reflect.String:
+		return "a string"
+	case k == reflect.Bool:
+		return "a boolean"
+	case k == reflect.Slice:
+		return "a list"
+	}
+	return "an object"
 }
 
 // LoadConfig reads a config.json file.
@@ -167,6 +189,22 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// Bounds on the sizes a config may claim, far above any released model
+// (Llama 3.1 405B: vocabulary 128,256, hidden 16,384, MLP 53,248, 126
+// layers, 128 heads). A config.json is checked before anything is
+// allocated from it; without bounds a corrupt or hostile one would make
+// prism allocate terabytes (a new reward head of hidden_size floats) or
+// list billions of weight names (num_hidden_layers), and products of
+// sizes could overflow.
+const (
+	maxVocab  = 1 << 24
+	maxWidth  = 1 << 20
+	maxLayers = 1 << 12
+	maxHeads  = 1 << 12
+	// maxParams bounds the parameter count (about 4.4 trillion).
+	maxParams = 1 << 42
+)
+
 // Validate checks that the config describes a model prism can run.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
@@ -178,14 +216,20 @@ func (c *Config) Validate() error {
 		return bad("model_type", "%q is not supported (want llama or mistral)", c.ModelType)
 	}
 	for _, f := range []struct {
-		name string
-		v    int
-	}{{"vocab_size", c.VocabSize}, {"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
-		{"num_key_value_heads", c.NumKeyValueHeads}, {"head_dim", c.HeadDim}} {
+		name   string
+		v, max int
+	}{{"vocab_size", c.VocabSize, maxVocab}, {"hidden_size", c.HiddenSize, maxWidth}, {"intermediate_size", c.IntermediateSize, maxWidth},
+		{"num_hidden_layers", c.NumHiddenLayers, maxLayers}, {"num_attention_heads", c.NumAttentionHeads, maxHeads},
+		{"num_key_value_heads", c.NumKeyValueHeads, maxHeads}, {"head_dim", c.HeadDim, maxHeads}} {
 		if f.v < 1 {
 			return bad(f.name, "must be positive, got %d", f.v)
 		}
+		if f.v > f.max {
+			return bad(f.name, "%d is beyond any model prism can run (at most %d)", f.v, f.max)
+		}
+	}
+	if n := c.paramCountFloat(); n > maxParams {
+		return bad("sizes", "the config describes %.3g parameters, beyond any model prism can run (at most %d)", n, int64(maxParams))
 	}
 	if c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
 		return bad("num_key_value_heads", "%d does not divide num_attention_heads %d", c.NumKeyValueHeads, c.NumAttentionHeads)
@@ -272,6 +316,15 @@ func (c *Config) ParamCount() int64 {
 	kv := int64(c.NumKeyValueHeads * c.HeadDim)
 	perLayer := d*q + 2*d*kv + q*d + 3*d*f + 2*d
 	return v*d + int64(c.NumHiddenLayers)*perLayer + d + d
+}
+
+// paramCountFloat is ParamCount in float64, which cannot overflow.
+func (c *Config) paramCountFloat() float64 {
+	d, v, f := float64(c.HiddenSize), float64(c.VocabSize), float64(c.IntermediateSize)
+	q := float64(c.NumAttentionHeads) * float64(c.HeadDim)
+	kv := float64(c.NumKeyValueHeads) * float64(c.HeadDim)
+	perLayer := d*q + 2*d*kv + q*d + 3*d*f + 2*d
+	return v*d + float64(c.NumHiddenLayers)*perLayer + d + d
 }
 
 // Describe is a one-line shape summary.

@@ -296,6 +296,14 @@ func TestConfigErrors(t *testing.T) {
 		{`,"pad_token_id":99}`, "pad_token_id"},
 		{`,"model_type":"gpt2"}`, "model_type"},
 		{`,"attention_dropout":0.1}`, "attention_dropout"},
+		{`,"vocab_size":"128"}`, "vocab_size: want an integer, got string"},
+		{`,"rope_theta":[1]}`, "rope_theta: want a number, got array"},
+		// Sizes no machine could hold are refused before anything is
+		// allocated from them.
+		{`,"hidden_size":1099511627776}`, "hidden_size"},
+		{`,"num_hidden_layers":4000000000}`, "num_hidden_layers"},
+		{`,"vocab_size":1000000000}`, "vocab_size"},
+		{`,"hidden_size":1048576,"intermediate_size":1048576,"num_hidden_layers":4096,"num_attention_heads":512,"num_key_value_heads":512}`, "parameters"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(base+tt.extra), "config.json")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ import (
 	"prism/data/encode"
 	"prism/internal/fsutil"
 	"prism/internal/report"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -126,15 +128,26 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, er
 		opt.Progress = io.Discard
 	}
 	r := &run{cfg: cfg, opt: opt}
+	if cfg.Run.Threads > 0 {
+		if _, err := torch.Setup(cfg.Run.Threads); err != nil {
+			return nil, fmt.Errorf("run.threads: %w", err)
+		}
+	}
 	y, err := cfg.YAML()
 	if err != nil {
 		return nil, err
 	}
 	r.cfgYAML = string(y)
+	created := missingAncestor(cfg.Run.Dir)
 	if err := r.openRunDir(); err != nil {
 		return nil, err
 	}
-	defer r.close()
+	defer func() {
+		r.close()
+		if err != nil {
+			removeUnstarted(created, cfg.Run.Dir)
+		}
+	}()
 	if err := r.setup(); err != nil {
 		return nil, err
 	}
@@ -880,4 +893,36 @@ func (r *run) tokenizerFiles() map[string][]byte {
 		}
 	}
 	return out
+}
+
+// missingAncestor returns the outermost folder of dir's path that does not
+// exist yet (dir itself when only it is missing), or "" when dir exists.
+func missingAncestor(dir string) string {
+	missing := ""
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			return missing
+		}
+		missing = d
+		if filepath.Dir(d) == d {
+			return missing
+		}
+	}
+}
+
+// removeUnstarted removes created, the folders a failed run made for its
+// run folder dir, unless the run got as far as a checkpoint or a model.
+// What is left before that point (the resolved config, a log whose lines
+// went to stderr too) is no run to resume, and a failed command should
+// leave nothing behind.
+func removeUnstarted(created, dir string) {
+	if created == "" {
+		return
+	}
+	for _, kept := range []string{checkpointDir, modelSubdir} {
+		if _, err := os.Lstat(filepath.Join(dir, kept)); err == nil {
+			return
+		}
+	}
+	os.RemoveAll(created)
 }

@@ -106,6 +106,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"no default template", `{"chat_template": [{"name": "tool_use", "template": "U"}]}`, []string{"chat_template", `no template named "default"`, "tool_use"}},
 		{"bos object without content", `{"chat_template": "T", "bos_token": {"lstrip": false}}`, []string{"bos_token", "content"}},
 		{"eos of wrong type", `{"chat_template": "T", "eos_token": ["</s>"]}`, []string{"eos_token", "got a list"}},
+		{"template that does not compile", `{"chat_template": "{% for m in messages %}{{ m.content }"}`, []string{"chat_template does not compile"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

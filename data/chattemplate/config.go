@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/ardanlabs/jinja"
 )
 
 // Config is what rendering needs from a tokenizer's configuration.
@@ -54,7 +56,7 @@ func LoadConfig(dir string) (*Config, error) {
 	switch src, err := os.ReadFile(jinjaPath); {
 	case err == nil:
 		cfg.Template = string(src)
-		return &cfg, nil
+		return &cfg, compiles(cfg.Template, jinjaPath)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("chattemplate: %w", err)
 	}
@@ -64,7 +66,20 @@ func LoadConfig(dir string) (*Config, error) {
 	if cfg.Template, err = parseTemplate(fields.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
 	}
+	if err := compiles(cfg.Template, path); err != nil {
+		return nil, err
+	}
 	return &cfg, nil
+}
+
+// compiles checks the template's syntax when it is loaded, so that a broken
+// template is an error naming its file rather than one naming the first
+// conversation rendered with it.
+func compiles(template, path string) error {
+	if _, err := jinja.Compile(template); err != nil {
+		return fmt.Errorf("chattemplate: %s: chat_template does not compile: %w", path, err)
+	}
+	return nil
 }
 
 // parseTemplate decodes a chat_template field: a string, or a list of named

@@ -20,6 +20,8 @@ import (
 type Encoder struct {
 	Tok  *tokenizer.Tokenizer
 	Chat *chattemplate.Config
+	// dir is the folder the tokenizer came from, for errors.
+	dir string
 }
 
 // Load reads tokenizer.json and tokenizer_config.json from a model or
@@ -33,7 +35,7 @@ func Load(dir string) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Encoder{Tok: tok, Chat: chat}, nil
+	return &Encoder{Tok: tok, Chat: chat, dir: dir}, nil
 }
 
 // Pair renders a text pair with the chat template and tokenises it: the
@@ -82,6 +84,9 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 func (e *Encoder) ids(text string) ([]int64, error) {
 	ids, err := e.Tok.Encode(text, false)
 	if err != nil {
+		if e.dir != "" {
+			return nil, fmt.Errorf("tokenizer %s: %w", e.dir, err)
+		}
 		return nil, err
 	}
 	out := make([]int64, len(ids))
@@ -131,9 +136,14 @@ func IsTokenFile(path string) (bool, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return false, err
 	}
-	first := head[:n]
-	if i := bytes.IndexByte(first, '\n'); i >= 0 && bytes.TrimSpace(first)[0] != '[' {
-		first = first[:i]
+	// The first row is the first non-blank line, or the whole head of a
+	// JSON array. A file of blank lines has no row: it is left to the text
+	// reader, which reports it as empty.
+	first := bytes.TrimLeft(head[:n], " \t\r\n")
+	if len(first) > 0 && first[0] != '[' {
+		if i := bytes.IndexByte(first, '\n'); i >= 0 {
+			first = first[:i]
+		}
 	}
 	return bytes.Contains(first, []byte(`"chosen_ids"`)), nil
 }

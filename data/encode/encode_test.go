@@ -83,3 +83,29 @@ func mustRender(t *testing.T, e *Encoder, msgs []data.Message) string {
 	}
 	return s
 }
+
+func TestIsTokenFile(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          bool
+	}{
+		{"tokens", `{"chosen_ids": [1], "rejected_ids": [2]}` + "\n", true},
+		{"tokens after blank lines", "\n\n" + `{"chosen_ids": [1], "rejected_ids": [2]}`, true},
+		{"text", `{"prompt": "a", "chosen": "b", "rejected": "c"}` + "\n" + `{"chosen_ids": [1]}`, false},
+		{"array of tokens", "[\n" + `{"chosen_ids": [1], "rejected_ids": [2]}` + "\n]", true},
+		{"blank lines", "\n\n  \n", false},
+		{"empty", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "pairs.jsonl")
+			if err := os.WriteFile(p, []byte(tt.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := IsTokenFile(p)
+			if err != nil || got != tt.want {
+				t.Errorf("IsTokenFile = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -38,6 +39,7 @@ func compilePattern(p patternJSON) (matcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pattern: invalid regex %q: %w", *p.Regex, err)
 		}
+		re.MatchTimeout = matchTimeout
 		return regexMatcher{re}, nil
 	default:
 		return nil, errors.New("pattern: need String or Regex")
@@ -62,6 +64,11 @@ func (m stringMatcher) find(s string, dst []match) ([]match, error) {
 		dst = append(dst, match{start, off})
 	}
 }
+
+// matchTimeout bounds one regexp2 match. A backtracking engine can take
+// exponential time on a hostile pattern such as (a+)+$; the patterns of
+// real tokenizers match in microseconds.
+const matchTimeout = time.Second
 
 // regexMatcher matches with regexp2, a backtracking engine that supports the
 // lookahead that tokenizer patterns use (Go's regexp does not).
@@ -89,7 +96,8 @@ func (m regexMatcher) find(s string, dst []match) ([]match, error) {
 		dst = append(dst, match{start, end})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("regex %q: %w", m.re.String(), err)
+		// regexp2's error quotes the whole input; the length says enough.
+		return nil, fmt.Errorf("regex %q: no match after %v on a %d-character text (the pattern backtracks without end): match timeout", m.re.String(), m.re.MatchTimeout, len(runes))
 	}
 	return dst, nil
 }

@@ -2,7 +2,9 @@ package tokenizer
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -64,4 +66,22 @@ func FuzzFastMatchers(f *testing.F) {
 			checkSameMatches(t, p, fastMatcher(p), res[i], s)
 		}
 	})
+}
+
+// TestCatastrophicRegexTimesOut: a pattern that backtracks exponentially is
+// an error after matchTimeout, not a hang.
+func TestCatastrophicRegexTimesOut(t *testing.T) {
+	pat := "(a+)+$"
+	m, err := compilePattern(patternJSON{Regex: &pat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = m.find(strings.Repeat("a", 40)+"!", nil)
+	if err == nil || !strings.Contains(err.Error(), "match timeout") || !strings.Contains(err.Error(), pat) {
+		t.Fatalf("err = %v, want a match timeout naming the pattern", err)
+	}
+	if d := time.Since(start); d > 10*matchTimeout {
+		t.Errorf("gave up after %v", d)
+	}
 }

@@ -38,6 +38,9 @@ decomposition's cost. Writes summary.md, summary.json and quadrant plots to
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("threads") {
+				cfg.Run.Threads = g.threads // the flag wins over run.threads
+			}
 			if out == "" {
 				out = cfg.Run.Dir
 			}

@@ -75,7 +75,7 @@ file's own truncation settings apply, as in the Hugging Face library
 				}
 				ids, err := encode(*row.Text, addSpecial)
 				if err != nil {
-					return fmt.Errorf("stdin:%d: %w", line, err)
+					return fmt.Errorf("stdin:%d: tokenizer %s: %w", line, path, err)
 				}
 				if ids == nil {
 					ids = []int{}

@@ -35,6 +35,9 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("threads") {
+				cfg.Run.Threads = g.threads // the flag wins over run.threads
+			}
 			if dryRun {
 				plan, err := trainer.MakePlan(cfg)
 				if err != nil {
