@@ -69,6 +69,9 @@ type Model struct {
 	Preset string `mapstructure:"preset" yaml:"preset"`
 	Path   string `mapstructure:"path" yaml:"path"`
 	DType  string `mapstructure:"dtype" yaml:"dtype"`
+	// AllowPickle reads pytorch_model.bin weights with the restricted
+	// reader when model.path has no safetensors.
+	AllowPickle bool `mapstructure:"allow_pickle" yaml:"allow_pickle"`
 }
 
 // Data names the preference data.

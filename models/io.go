@@ -16,6 +16,7 @@ import (
 
 	"prism/internal/fsutil"
 	"prism/internal/safetensors"
+	"prism/internal/torchpickle"
 )
 
 // Stats are facts about a trained model saved next to its weights.
@@ -41,11 +42,29 @@ type LoadInfo struct {
 // bf16 or fp16 (converted to fp32). A checkpoint without "score.weight"
 // gets a new head drawn from rng.
 func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadInfo, error) {
+	return LoadWith(dir, device, rng, LoadOptions{})
+}
+
+// LoadOptions change what Load accepts.
+type LoadOptions struct {
+	// AllowPickle reads PyTorch pickle weights (pytorch_model.bin, sharded
+	// or not, and model.pt) when the folder has no safetensors, with
+	// prism's restricted reader: it accepts tensors only and never runs
+	// code from the file (internal/torchpickle).
+	AllowPickle bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(dir string, device gotch.Device, rng *rand.Rand, opt LoadOptions) (*RewardModel, *LoadInfo, error) {
 	c, err := LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, nil, err
 	}
 	files, err := weightFiles(dir)
+	var pickles []string
+	if errors.Is(err, errPickleOnly) && opt.AllowPickle {
+		pickles, err = pickleFiles(dir)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,41 +76,56 @@ func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadI
 		}
 		return nil, nil, err
 	}
+	// add checks one tensor of path against the config and keeps it.
+	add := func(path string, ti safetensors.TensorInfo, raw func() ([]byte, error)) error {
+		if ti.Name == "lm_head.weight" || strings.HasSuffix(ti.Name, "rotary_emb.inv_freq") {
+			return nil // the language-model head and cached buffers are not part of a reward model
+		}
+		shape, ok := c.ParamShape(ti.Name)
+		if !ok {
+			return fmt.Errorf("%s: tensor %q is not a weight of this %s model", path, ti.Name, c.ModelType)
+		}
+		if _, dup := weights[ti.Name]; dup {
+			return fmt.Errorf("%s: tensor %q appears in two shards", path, ti.Name)
+		}
+		if !slices.Equal(ti.Shape, shape) {
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, ti.Name, ti.Shape, shape)
+		}
+		b, err := raw()
+		if err != nil {
+			return err
+		}
+		t, err := tensorFromRaw(ti, b, device)
+		if err != nil {
+			return fmt.Errorf("%s: tensor %q: %w", path, ti.Name, err)
+		}
+		weights[ti.Name] = t
+		return nil
+	}
 	for _, path := range files {
 		f, err := safetensors.Open(path)
 		if err != nil {
 			return fail(err)
 		}
 		for _, ti := range f.Header().Tensors {
-			if ti.Name == "lm_head.weight" || strings.HasSuffix(ti.Name, "rotary_emb.inv_freq") {
-				continue // the language-model head and cached buffers are not part of a reward model
-			}
-			shape, ok := c.ParamShape(ti.Name)
-			if !ok {
-				f.Close()
-				return fail(fmt.Errorf("%s: tensor %q is not a weight of this %s model", path, ti.Name, c.ModelType))
-			}
-			if _, dup := weights[ti.Name]; dup {
-				f.Close()
-				return fail(fmt.Errorf("%s: tensor %q appears in two shards", path, ti.Name))
-			}
-			if !slices.Equal(ti.Shape, shape) {
-				f.Close()
-				return fail(fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, ti.Name, ti.Shape, shape))
-			}
-			raw, err := f.ReadRaw(ti.Name)
-			if err != nil {
+			if err := add(path, ti, func() ([]byte, error) { return f.ReadRaw(ti.Name) }); err != nil {
 				f.Close()
 				return fail(err)
 			}
-			t, err := tensorFromRaw(ti, raw, device)
-			if err != nil {
-				f.Close()
-				return fail(fmt.Errorf("%s: tensor %q: %w", path, ti.Name, err))
-			}
-			weights[ti.Name] = t
 		}
 		f.Close()
+	}
+	for _, path := range pickles {
+		tensors, err := torchpickle.ReadFile(path)
+		if err != nil {
+			return fail(err)
+		}
+		for _, t := range tensors {
+			ti := safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}
+			if err := add(path, ti, func() ([]byte, error) { return t.Data, nil }); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	if _, ok := weights["score.weight"]; !ok {
 		shape, _ := c.ParamShape("score.weight")
@@ -124,6 +158,40 @@ func Load(dir string, device gotch.Device, rng *rand.Rand) (*RewardModel, *LoadI
 
 const statsFile = "prism_reward.json"
 
+// errPickleOnly marks a folder whose weights are PyTorch pickles only.
+var errPickleOnly = errors.New("only pickle weights")
+
+// pickleNames are the PyTorch pickle weight files transformers writes.
+var pickleNames = []string{"pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt"}
+
+// pickleFiles lists the pickle weight files of a model folder.
+func pickleFiles(dir string) ([]string, error) {
+	for _, name := range []string{"pytorch_model.bin", "model.pt"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return []string{p}, nil
+		}
+	}
+	wm, err := safetensors.ReadIndex(filepath.Join(dir, "pytorch_model.bin.index.json"))
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, shard := range wm {
+		set[shard] = true
+	}
+	var files []string
+	for f := range set {
+		files = append(files, filepath.Join(dir, f))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
 // weightFiles lists the safetensors files of a model folder.
 func weightFiles(dir string) ([]string, error) {
 	single := filepath.Join(dir, "model.safetensors")
@@ -132,9 +200,9 @@ func weightFiles(dir string) ([]string, error) {
 	}
 	index := filepath.Join(dir, "model.safetensors.index.json")
 	if _, err := os.Stat(index); err != nil {
-		for _, pickle := range []string{"pytorch_model.bin", "model.pt", "pytorch_model.bin.index.json"} {
+		for _, pickle := range pickleNames {
 			if _, err := os.Stat(filepath.Join(dir, pickle)); err == nil {
-				return nil, fmt.Errorf("%s: only pickle weights (%s): prism reads safetensors only, since loading a pickle can run arbitrary code; convert it with transformers (save_pretrained(safe_serialization=True))", dir, pickle)
+				return nil, fmt.Errorf("%s: %w (%s): unpickling a file can run arbitrary code, so prism reads safetensors by default; convert it with transformers (save_pretrained(safe_serialization=True)), or pass --allow-pickle (model.allow_pickle: true) to read it with prism's restricted reader, which accepts tensors only and never runs code from the file", dir, errPickleOnly, pickle)
 			}
 		}
 		return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", dir)

@@ -12,6 +12,7 @@ targets=(
   "./data/tokenizer FuzzEncode"
   "./data/tokenizer FuzzFastMatchers"
   "./data/chattemplate FuzzRender"
+  "./internal/torchpickle FuzzRun"
 )
 for tgt in "${targets[@]}"; do
   set -- $tgt

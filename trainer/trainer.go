@@ -248,7 +248,7 @@ func (r *run) setup() error {
 		r.model, _, err = models.Load(filepath.Join(resumeDir, modelSubdir), gotch.CPU, initRNG)
 	case c.Model.Path != "":
 		var info *models.LoadInfo
-		r.model, info, err = models.Load(c.Model.Path, gotch.CPU, initRNG)
+		r.model, info, err = models.LoadWith(c.Model.Path, gotch.CPU, initRNG, models.LoadOptions{AllowPickle: c.Model.AllowPickle})
 		if err == nil && info.NewHead {
 			r.log.Info("the checkpoint has no reward head; starting a new one", "model", c.Model.Path)
 		}

@@ -122,7 +122,7 @@ func run() error {
 					MBPerS float64 `json:"mb_per_s"`
 				} `json:"hf_tokenizers"`
 				Ratio  float64  `json:"speed_ratio_prism_over_hf"`
-				Linear *float64 `json:"prism_linearity_4x"`
+				Linear *float64 `json:"prism_marginal_linearity"`
 			}
 			if err := json.Unmarshal(tok[name], &t); err != nil {
 				continue
@@ -130,7 +130,7 @@ func run() error {
 			fmt.Fprintf(&b, "| tokenizer, %s (ids equal: %v) | %.2f MB/s | %.2f MB/s (HF tokenizers) | %.2fx | ≥ 1.0x | %s |\n",
 				name, t.Prism.IDsEqual, t.Prism.MBPerS, t.HF.MBPerS, t.Ratio, yes(t.Ratio >= 1 && t.Prism.IDsEqual))
 			if t.Linear != nil {
-				fmt.Fprintf(&b, "| tokenizer, %s: time(4× text) / (4 × time(text)) | %.2f | | | ≈ 1 | %s |\n", name, *t.Linear, yes(*t.Linear < 1.1))
+				fmt.Fprintf(&b, "| tokenizer, %s: linearity, (t(4×) − t(2×)) / 2(t(2×) − t(1×)) | %.2f | | | ≈ 1 | %s |\n", name, *t.Linear, yes(*t.Linear > 0.8 && *t.Linear < 1.25))
 			}
 		}
 	}

@@ -22,9 +22,10 @@ var Version = "0.1.0-dev"
 
 // globals are the flags every command shares.
 type globals struct {
-	threads  int
-	logLevel string
-	logger   *slog.Logger
+	threads     int
+	logLevel    string
+	allowPickle bool
+	logger      *slog.Logger
 }
 
 // NewRoot builds the prism command tree writing to the given streams.
@@ -59,7 +60,8 @@ small prompt-free gap.`,
 	root.SetErr(stderr)
 	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd())
+	root.PersistentFlags().BoolVar(&g.allowPickle, "allow-pickle", false, "read PyTorch pickle weights (pytorch_model.bin) with the restricted reader, which accepts tensors only and never runs code; default: safetensors only")
+	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g))
 	return root
 }
 

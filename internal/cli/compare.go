@@ -41,6 +41,9 @@ decomposition's cost. Writes summary.md, summary.json and quadrant plots to
 			if cmd.Flags().Changed("threads") {
 				cfg.Run.Threads = g.threads // the flag wins over run.threads
 			}
+			if g.allowPickle {
+				cfg.Model.AllowPickle = true
+			}
 			if out == "" {
 				out = cfg.Run.Dir
 			}

@@ -42,7 +42,7 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 			if modelDir == "" || dataPath == "" {
 				return fmt.Errorf("--model and --data are required")
 			}
-			m, _, err := models.Load(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)))
+			m, _, err := models.LoadWith(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
 			if err != nil {
 				return err
 			}

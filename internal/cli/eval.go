@@ -20,16 +20,17 @@ import (
 	"prism/trainer"
 )
 
-func newEvalCmd() *cobra.Command {
+func newEvalCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Evaluate a reward model (rewardbench, pairs)",
 	}
-	cmd.AddCommand(newEvalRewardBenchCmd(), newEvalPairsCmd())
+	cmd.AddCommand(newEvalRewardBenchCmd(g), newEvalPairsCmd(g))
 	return cmd
 }
 
 type evalFlags struct {
+	g                           *globals
 	model, data, tokenizer, out string
 	batch                       int
 	skipInvalid                 bool
@@ -52,7 +53,7 @@ func (f *evalFlags) load() (*models.RewardModel, []data.Pair, error) {
 	if f.batch < 1 {
 		return nil, nil, fmt.Errorf("--batch-size %d: want at least 1", f.batch)
 	}
-	m, _, err := models.Load(f.model, gotch.CPU, rand.New(rand.NewPCG(0, 0)))
+	m, _, err := models.LoadWith(f.model, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: f.g.allowPickle})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,8 +99,8 @@ func writeResults(dir string, v any, md string) error {
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "results.md"), []byte(md))
 }
 
-func newEvalRewardBenchCmd() *cobra.Command {
-	f := &evalFlags{}
+func newEvalRewardBenchCmd(g *globals) *cobra.Command {
+	f := &evalFlags{g: g}
 	cmd := &cobra.Command{
 		Use:   "rewardbench --model DIR --data F",
 		Short: "Score RewardBench's filtered split the way the official code does",
@@ -166,8 +167,8 @@ type PairsReport struct {
 	SwappedAccuracy float64 `json:"swapped_prompt_accuracy"`
 }
 
-func newEvalPairsCmd() *cobra.Command {
-	f := &evalFlags{}
+func newEvalPairsCmd(g *globals) *cobra.Command {
+	f := &evalFlags{g: g}
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "pairs --model DIR --data F",

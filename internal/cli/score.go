@@ -58,7 +58,7 @@ and tokenised with its tokenizer (--tokenizer, default --model). Output rows
 			if err != nil {
 				return err
 			}
-			m, _, err := models.Load(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)))
+			m, _, err := models.LoadWith(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
 			if err != nil {
 				return err
 			}

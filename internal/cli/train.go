@@ -38,6 +38,9 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 			if cmd.Flags().Changed("threads") {
 				cfg.Run.Threads = g.threads // the flag wins over run.threads
 			}
+			if g.allowPickle {
+				cfg.Model.AllowPickle = true
+			}
 			if dryRun {
 				plan, err := trainer.MakePlan(cfg)
 				if err != nil {
