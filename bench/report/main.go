@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,12 @@ func yes(b bool) string {
 	return "**missed**"
 }
 
+// side is one side of the training-step comparison.
+type side struct {
+	MedianSeconds float64 `json:"median_step_seconds"`
+	MFU           float64 `json:"mfu"`
+}
+
 func run() error {
 	dir := flag.String("dir", "bench/results", "folder of the results files")
 	flag.Parse()
@@ -67,12 +74,12 @@ func run() error {
 			Shape struct {
 				Name string `json:"Name"`
 			} `json:"shape"`
-			Prism   struct{ MedianSeconds, MFU float64 } `json:"prism"`
-			PyTorch struct{ MedianSeconds, MFU float64 } `json:"pytorch_eager"`
-			Speedup float64                              `json:"speedup_prism_over_pytorch"`
-			Target  float64                              `json:"target_speedup"`
-			Met     bool                                 `json:"target_met"`
-			LossErr float64                              `json:"max_loss_rel_diff"`
+			Prism   side    `json:"prism"`
+			PyTorch side    `json:"pytorch_eager"`
+			Speedup float64 `json:"speedup_prism_over_pytorch"`
+			Target  float64 `json:"target_speedup"`
+			Met     bool    `json:"target_met"`
+			LossErr float64 `json:"max_loss_rel_diff"`
 		} `json:"results"`
 	}
 	var machine string
@@ -117,7 +124,10 @@ func run() error {
 				Prism struct {
 					MBPerS   float64 `json:"mb_per_s"`
 					IDsEqual bool    `json:"ids_equal_to_hf"`
+					Median   float64 `json:"median_seconds"`
 				} `json:"prism"`
+				T2 float64 `json:"prism_2x_input_median_seconds"`
+				T4 float64 `json:"prism_4x_input_median_seconds"`
 				HF struct {
 					MBPerS float64 `json:"mb_per_s"`
 				} `json:"hf_tokenizers"`
@@ -129,8 +139,14 @@ func run() error {
 			}
 			fmt.Fprintf(&b, "| tokenizer, %s (ids equal: %v) | %.2f MB/s | %.2f MB/s (HF tokenizers) | %.2fx | ≥ 1.0x | %s |\n",
 				name, t.Prism.IDsEqual, t.Prism.MBPerS, t.HF.MBPerS, t.Ratio, yes(t.Ratio >= 1 && t.Prism.IDsEqual))
-			if t.Linear != nil {
-				fmt.Fprintf(&b, "| tokenizer, %s: linearity, (t(4×) − t(2×)) / 2(t(2×) − t(1×)) | %.2f | | | ≈ 1 | %s |\n", name, *t.Linear, yes(*t.Linear > 0.8 && *t.Linear < 1.25))
+			if t.Linear != nil && t.T4 > t.Prism.Median {
+				// The line through the times of 1× and 4× the text (start-up
+				// plus a per-byte cost) should predict the time of 2×.
+				t1 := t.Prism.Median
+				pred := t1 + (t.T4-t1)/3
+				res := (t.T2 - pred) / t.T2
+				fmt.Fprintf(&b, "| tokenizer, %s: linear in input (1×, 2×, 4× the text: %.2f, %.2f, %.2f s; 2× off the 1×–4× line by) | %+.1f%% | | | within ±10%% | %s |\n",
+					name, t1, t.T2, t.T4, 100*res, yes(math.Abs(res) <= 0.10))
 			}
 		}
 	}
