@@ -171,20 +171,7 @@ func pickleFiles(dir string) ([]string, error) {
 			return []string{p}, nil
 		}
 	}
-	wm, err := safetensors.ReadIndex(filepath.Join(dir, "pytorch_model.bin.index.json"))
-	if err != nil {
-		return nil, err
-	}
-	set := map[string]bool{}
-	for _, shard := range wm {
-		set[shard] = true
-	}
-	var files []string
-	for f := range set {
-		files = append(files, filepath.Join(dir, f))
-	}
-	sort.Strings(files)
-	return files, nil
+	return shardFiles(dir, filepath.Join(dir, "pytorch_model.bin.index.json"))
 }
 
 func fileExists(p string) bool {
@@ -207,6 +194,12 @@ func weightFiles(dir string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", dir)
 	}
+	return shardFiles(dir, index)
+}
+
+// shardFiles lists the distinct shard files a sharded checkpoint's index
+// names (the index guarantees plain file names inside dir).
+func shardFiles(dir, index string) ([]string, error) {
 	wm, err := safetensors.ReadIndex(index)
 	if err != nil {
 		return nil, err
@@ -216,8 +209,8 @@ func weightFiles(dir string) ([]string, error) {
 		set[shard] = true
 	}
 	var files []string
-	for s := range set {
-		files = append(files, filepath.Join(dir, s))
+	for f := range set {
+		files = append(files, filepath.Join(dir, f))
 	}
 	sort.Strings(files)
 	return files, nil
