@@ -1,9 +1,17 @@
 package trainer
 
 import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"prism/configs"
+	"prism/internal/safetensors"
+	"prism/models"
 )
 
 func TestMissingAncestor(t *testing.T) {
@@ -43,5 +51,72 @@ func TestRemoveUnstarted(t *testing.T) {
 	removeUnstarted(dir, dir)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("an unstarted run folder was kept: %v", err)
+	}
+}
+
+// TestResumeRefusesHeadlessCheckpoint: a checkpoint whose model has no
+// reward head is refused instead of resuming with a new random head.
+func TestResumeRefusesHeadlessCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := configs.Load(smallConfig(t, dir, ""), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcfg, err := models.Preset(cfg.Model.Preset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2)))
+	st := &State{Format: stateFormat, Step: 4, Config: string(y), FirstTagShare: -1}
+	ck, err := saveCheckpoint(cfg.Run.Dir, st, mcfg, weights, map[string][]float32{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the weights without the head and re-sign the manifest, so
+	// the checkpoint verifies and only the missing head is wrong.
+	path := filepath.Join(ck, modelSubdir, "model.safetensors")
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []safetensors.Tensor
+	for _, ti := range f.Header().Tensors {
+		if ti.Name == "score.weight" {
+			continue
+		}
+		raw, err := f.ReadRaw(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, safetensors.Tensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: raw})
+	}
+	f.Close()
+	if err := safetensors.Write(path, kept, nil); err != nil {
+		t.Fatal(err)
+	}
+	var man Manifest
+	b, err := os.ReadFile(filepath.Join(ck, manifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &man); err != nil {
+		t.Fatal(err)
+	}
+	if man.Files[modelSubdir+"/model.safetensors"], err = hashFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = json.Marshal(man); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ck, manifestFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cfg, Options{Resume: "auto"})
+	if err == nil || !strings.Contains(err.Error(), "no score.weight") {
+		t.Fatalf("err = %v; want a refusal naming the missing head", err)
 	}
 }

@@ -245,7 +245,15 @@ func (r *run) setup() error {
 	initRNG := rand.New(rand.NewPCG(uint64(c.Run.Seed), 0x1417))
 	switch {
 	case resumeDir != "":
-		r.model, _, err = models.Load(filepath.Join(resumeDir, modelSubdir), gotch.CPU, initRNG)
+		var info *models.LoadInfo
+		r.model, info, err = models.Load(filepath.Join(resumeDir, modelSubdir), gotch.CPU, initRNG)
+		if err == nil && info.NewHead {
+			// Every checkpoint saves the head; a new random one would
+			// silently restart the reward from scratch.
+			r.model.Drop()
+			r.model = nil
+			err = fmt.Errorf("checkpoint %s: %s has no score.weight (the reward head), so it cannot be resumed", resumeDir, filepath.Join(resumeDir, modelSubdir))
+		}
 	case c.Model.Path != "":
 		var info *models.LoadInfo
 		r.model, info, err = models.LoadWith(c.Model.Path, gotch.CPU, initRNG, models.LoadOptions{AllowPickle: c.Model.AllowPickle})
