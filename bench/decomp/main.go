@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -24,7 +23,6 @@ import (
 	"prism/configs"
 	"prism/data"
 	"prism/decomposition"
-	"prism/internal/fsutil"
 	"prism/internal/torch"
 	"prism/models"
 	"prism/trainer"
@@ -106,21 +104,11 @@ func run() error {
 	share := res.DecompositionSeconds / res.WallSeconds
 	fmt.Printf("toy run %s: %d steps in %.1fs, decomposition %.1fs = %.1f%% of wall time (target at most %.0f%%)\n",
 		*config, res.Steps, res.WallSeconds, res.DecompositionSeconds, 100*share, 100*shareTarget)
-	if *out == "" {
-		return nil
-	}
-	j, err := json.MarshalIndent(map[string]any{
+	return machine.WriteJSON(*out, map[string]any{
 		"benchmark": "Δr2 recompute: pairs/s (tiny-llama, toy length-bias pairs, uniform weights, own prompt included, batch 256) and share of the toy run's wall time",
 		"machine":   info, "threads": threads, "smoke": *smoke,
 		"throughput": throughput,
 		"toy_run": map[string]any{"config": *config, "steps": res.Steps, "wall_s": res.WallSeconds,
 			"decomposition_s": res.DecompositionSeconds, "share": share, "target_share_max": shareTarget, "target_met": share <= shareTarget},
-	}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(*out, append(j, '\n'))
+	})
 }

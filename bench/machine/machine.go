@@ -4,8 +4,10 @@ package machine
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"prism/internal/fsutil"
 	"prism/internal/torch"
 )
 
@@ -103,4 +106,20 @@ func MatmulPeak(n int64, reps int) (gflops float64, err error) {
 	}
 	best := slices.Min(secs)
 	return 2 * float64(n*n*n) / best / 1e9, nil
+}
+
+// WriteJSON writes v as indented JSON to path, atomically, creating the
+// folder; with an empty path it does nothing.
+func WriteJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	j, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, append(j, '\n'))
 }

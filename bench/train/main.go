@@ -31,7 +31,6 @@ import (
 
 	"prism/bench/machine"
 	"prism/configs"
-	"prism/internal/fsutil"
 	"prism/internal/torch"
 	"prism/models"
 	"prism/trainer"
@@ -160,21 +159,11 @@ func run() error {
 			s.Name, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, 100*r.Prism.MFU, 100*r.PyTorch.MFU, r.MaxLossRelErr)
 		results = append(results, *r)
 	}
-	if *out == "" {
-		return nil
-	}
-	j, err := json.MarshalIndent(map[string]any{
+	return machine.WriteJSON(*out, map[string]any{
 		"benchmark": "training step (forward, Bradley-Terry loss, backward, clipping, AdamW), prism against PyTorch eager on the same libtorch",
 		"machine":   info, "threads": threads, "matmul_peak_gflops": peak, "smoke": *smoke,
 		"loss_tolerance": lossTol, "results": results,
-	}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(*out, append(j, '\n'))
+	})
 }
 
 // checkPython fails early, with the fix, when the baseline cannot run.
