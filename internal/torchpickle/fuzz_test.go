@@ -1,8 +1,8 @@
 package torchpickle
 
 import (
-	"errors"
 	"archive/zip"
+	"errors"
 	"io"
 	"testing"
 )

@@ -191,7 +191,9 @@ func printSummary(s *summary) {
 	}
 	tw.Flush()
 	fmt.Printf("kills survived: %d of %d (%d mid-checkpoint, %d mid-save)\n", s.KillsSurvived, s.Kills, s.KillsMidCheckpoint, s.KillsMidSave)
-	fmt.Printf("restarts with --resume auto: %d; resumed from the newest checkpoint that verifies: %d; loaded a wrong or half-written checkpoint: %d\n", s.Restarts, s.Resumes, s.WrongLoads)
+	// A start killed during start-up, before it logs what it resumed from,
+	// is not counted in Resumes; the next start's check covers its kill.
+	fmt.Printf("restarts with --resume auto: %d; of those seen resuming (the rest were killed during start-up), from the newest checkpoint that verifies: %d; loaded a wrong or half-written checkpoint: %d\n", s.Restarts, s.Resumes, s.WrongLoads)
 	fmt.Printf("final weights bit-identical to the uninterrupted run: %s\n", yes(s.FinalWeightsEqual, "yes", "NO"))
 	for _, v := range s.Variants {
 		for _, f := range v.Failures {
