@@ -358,13 +358,15 @@ func (m *RewardModel) hidden(s *scope, b *Batch, lastOnly bool) (h, mask *ts.Ten
 // result is [B,1,D].
 func (m *RewardModel) lastBlock(s *scope, bl block, h, last, cosQ, sinQ, cos, sin, blocked *ts.Tensor) *ts.Tensor {
 	c := m.Config
-	sz := h.MustSize()
+	sz, err := h.Size()
+	check(err)
 	B, T := sz[0], sz[1]
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
 	rep := H / KV
 	// at picks position last of each row along dim of x, keeping the dim.
 	at := func(x *ts.Tensor, dim int64) *ts.Tensor {
-		shape := x.MustSize()
+		shape, err := x.Size()
+		check(err)
 		ishape := make([]int64, len(shape))
 		for i := range ishape {
 			ishape[i] = 1

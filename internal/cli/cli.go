@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"prism/configs"
 	"prism/internal/torch"
 )
 
@@ -78,4 +79,21 @@ func Main(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// loadConfig reads an experiment as the train and compare commands do: the
+// file, then PRISM_* variables and --set, then the global flags that have a
+// config key (--threads when given, --allow-pickle).
+func (g *globals) loadConfig(cmd *cobra.Command, path string, sets []string) (*configs.Config, error) {
+	cfg, err := configs.Load(path, sets, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	if cmd.Flags().Changed("threads") {
+		cfg.Run.Threads = g.threads
+	}
+	if g.allowPickle {
+		cfg.Model.AllowPickle = true
+	}
+	return cfg, nil
 }

@@ -2,12 +2,10 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"prism/configs"
 	"prism/experiments"
 )
 
@@ -34,15 +32,9 @@ decomposition's cost. Writes summary.md, summary.json and quadrant plots to
 			if seeds < 1 {
 				return fmt.Errorf("--seeds %d: want at least 1", seeds)
 			}
-			cfg, err := configs.Load(cfgPath, sets, os.Environ())
+			cfg, err := g.loadConfig(cmd, cfgPath, sets)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("threads") {
-				cfg.Run.Threads = g.threads // the flag wins over run.threads
-			}
-			if g.allowPickle {
-				cfg.Model.AllowPickle = true
 			}
 			if out == "" {
 				out = cfg.Run.Dir

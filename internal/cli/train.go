@@ -2,11 +2,9 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"prism/configs"
 	"prism/trainer"
 )
 
@@ -31,15 +29,9 @@ On SIGINT or SIGTERM the current step finishes, a checkpoint is written and
 prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := configs.Load(cfgPath, sets, os.Environ())
+			cfg, err := g.loadConfig(cmd, cfgPath, sets)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("threads") {
-				cfg.Run.Threads = g.threads // the flag wins over run.threads
-			}
-			if g.allowPickle {
-				cfg.Model.AllowPickle = true
 			}
 			if dryRun {
 				plan, err := trainer.MakePlan(cfg)
