@@ -31,7 +31,7 @@ import (
 
 // Version changes whenever the adaptation's output would change, so that
 // old build folders are rebuilt.
-const Version = "5"
+const Version = "6"
 
 // GotchVersion is the gotch release the adaptation is written for.
 const GotchVersion = "v0.9.1"
@@ -69,9 +69,15 @@ type Stamp struct {
 	Generated   int       `json:"generated_functions"`
 	Disabled    []string  `json:"disabled_functions"`
 	// DisabledOther lists hand-written binding functions that were disabled.
-	DisabledOther []string  `json:"disabled_other_functions,omitempty"`
-	Seconds       float64   `json:"build_seconds"`
-	Built         time.Time `json:"built"`
+	DisabledOther []string `json:"disabled_other_functions,omitempty"`
+	// Dist names the c10d process groups the shim was built with
+	// ("gloo", "gloo,nccl"; "" when none), DistLibs the libraries it
+	// needed beyond libtorch's and DistNote why it has none.
+	Dist     string    `json:"dist_backends"`
+	DistLibs []string  `json:"dist_libs,omitempty"`
+	DistNote string    `json:"dist_note,omitempty"`
+	Seconds  float64   `json:"build_seconds"`
+	Built    time.Time `json:"built"`
 }
 
 // Result is what Adapt did.
@@ -200,7 +206,13 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = objs
+	distName, distLibs, distNote, err := buildDist(ctx, c, lt, objs, archive, logf)
+	if err != nil {
+		return nil, err
+	}
+	if distName != "" {
+		logf("c10d shim: %s process groups", distName)
+	}
 
 	var disabled, other []string
 	for _, u := range units {
@@ -221,13 +233,19 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 		Generated:     total,
 		Disabled:      disabled,
 		DisabledOther: other,
+		Dist:          distName,
+		DistLibs:      distLibs,
+		DistNote:      distNote,
 		Seconds:       time.Since(start).Seconds(),
 		Built:         time.Now().UTC(),
 	}
-	if err := os.WriteFile(filepath.Join(lib, "lib.go"), []byte(libGo(lt)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(lib, "lib.go"), []byte(libGo(lt, distLibs)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(lib, "prism_adapt.go"), []byte(adaptGo(&st)), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(lib, "prism_dist.go"), []byte(distGo(&st)), 0o644); err != nil {
 		return nil, err
 	}
 	list := strings.Join(append(append([]string{}, disabled...), other...), "\n")
@@ -455,6 +473,11 @@ func patchOutputs(root string) error {
 // library with --no-undefined, which finds functions whose libtorch symbols
 // exist in the headers but not in the libraries.
 func linkProbe(ctx context.Context, cxx, dir string, objs []string, archive string, lt *Libtorch) (string, error) {
+	return linkProbeLibs(ctx, cxx, dir, objs, archive, lt, nil)
+}
+
+// linkProbeLibs is linkProbe with extra libraries after libtorch's.
+func linkProbeLibs(ctx context.Context, cxx, dir string, objs []string, archive string, lt *Libtorch, extra []string) (string, error) {
 	_ = os.Remove(archive)
 	arArgs := append([]string{"rcs", archive}, objs...)
 	if out, err := exec.CommandContext(ctx, "ar", arArgs...).CombinedOutput(); err != nil {
@@ -463,7 +486,7 @@ func linkProbe(ctx context.Context, cxx, dir string, objs []string, archive stri
 	probe := filepath.Join(dir, "linkprobe.so")
 	args := []string{"-shared", "-o", probe, "-Wl,--whole-archive", archive, "-Wl,--no-whole-archive",
 		"-L" + lt.LibDir, "-Wl,--no-undefined"}
-	for _, l := range lt.Libs {
+	for _, l := range append(append([]string{}, lt.Libs...), extra...) {
 		args = append(args, "-l"+l)
 	}
 	args = append(args, "-lstdc++", "-lm", "-lpthread")
@@ -472,7 +495,7 @@ func linkProbe(ctx context.Context, cxx, dir string, objs []string, archive stri
 	return string(out), err
 }
 
-func libGo(lt *Libtorch) string {
+func libGo(lt *Libtorch, extra []string) string {
 	var ld []string
 	ld = append(ld, "-L${SRCDIR}/../native", "-lprismtch", "-L"+lt.LibDir)
 	for _, r := range lt.RPath {
@@ -481,7 +504,7 @@ func libGo(lt *Libtorch) string {
 	// The CUDA libraries register their backend from static initialisers:
 	// nothing references them directly, so keep the linker from dropping them.
 	ld = append(ld, "-Wl,--no-as-needed")
-	for _, l := range lt.Libs {
+	for _, l := range append(append([]string{}, lt.Libs...), extra...) {
 		ld = append(ld, "-l"+l)
 	}
 	ld = append(ld, "-Wl,--as-needed", "-lstdc++", "-lm")
@@ -600,7 +623,7 @@ func readStamp(dir string) (*Stamp, error) {
 func ReadStamp(dir string) (*Stamp, error) { return readStamp(dir) }
 
 func complete(dir string) bool {
-	for _, f := range []string{"libtch/lib.go", "libtch/prism_adapt.go", "native/libprismtch.a", "go.mod"} {
+	for _, f := range []string{"libtch/lib.go", "libtch/prism_adapt.go", "libtch/prism_dist.go", "native/libprismtch.a", "go.mod"} {
 		if !exists(filepath.Join(dir, f)) {
 			return false
 		}

@@ -183,7 +183,7 @@ func TestLocateFolder(t *testing.T) {
 	}
 }
 
-func (lt *Libtorch) libFlags() string { return libGo(lt) }
+func (lt *Libtorch) libFlags() string { return libGo(lt, nil) }
 
 func TestLocateErrors(t *testing.T) {
 	ctx := context.Background()
