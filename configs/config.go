@@ -32,6 +32,15 @@ type Config struct {
 	Checkpoint Checkpoint `mapstructure:"checkpoint" yaml:"checkpoint"`
 	// Decomposition configures the paper's prioritised training.
 	Decomposition Decomposition `mapstructure:"decomposition" yaml:"decomposition"`
+	// Distributed configures multi-process (data-parallel) runs.
+	Distributed Distributed `mapstructure:"distributed" yaml:"distributed"`
+}
+
+// Distributed configures the process group of a data-parallel run.
+type Distributed struct {
+	Backend  string  `mapstructure:"backend" yaml:"backend"`
+	TimeoutS float64 `mapstructure:"timeout_s" yaml:"timeout_s"`
+	BucketMB float64 `mapstructure:"bucket_mb" yaml:"bucket_mb"`
 }
 
 // Decomposition configures the prompt-free gap estimate and the priority

@@ -145,6 +145,10 @@ func (c *Config) Validate() error {
 	positive("eval.batch_size", c.Eval.BatchSize)
 	nonNegative("checkpoint.every", c.Checkpoint.Every)
 	positive("checkpoint.keep", c.Checkpoint.Keep)
+
+	oneOf("distributed.backend", c.Distributed.Backend, "auto", "gloo", "nccl")
+	finite("distributed.timeout_s", c.Distributed.TimeoutS, 0, 7*24*3600, true, false)
+	finite("distributed.bucket_mb", c.Distributed.BucketMB, 0, 1<<20, true, false)
 	if len(errs) > 0 {
 		return errs[0]
 	}

@@ -52,6 +52,12 @@ func (o *AdamW) Drop() {
 	o.m, o.v = nil, nil
 }
 
+// moments returns the first and second moments of every parameter (the
+// optimizer's handles: the caller must not drop them).
+func (o *AdamW) moments() []*ts.Tensor {
+	return append(append([]*ts.Tensor{}, o.m...), o.v...)
+}
+
 // grads returns each parameter's gradient (nil where none was computed).
 // The caller drops the handles.
 func (o *AdamW) grads() ([]*ts.Tensor, error) {

@@ -47,9 +47,7 @@ func (r *run) recompute() error {
 		sort.Ints(perm)
 		pool = perm
 	}
-	ests, stats, err := Decompose(r.model, r.policy, pairsAt(r.train, pool), r.prompts, decomposition.Options{
-		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau,
-	}, d.BatchSize)
+	ests, stats, err := r.decompose(pairsAt(r.train, pool), seed)
 	if err != nil {
 		return fmt.Errorf("decomposition at step %d: %w", r.state.Step, err)
 	}
@@ -91,6 +89,12 @@ func (r *run) recompute() error {
 	}
 	r.sampler = data.NewSampler(len(selected), seed)
 	r.state.DecompSeconds += stats.Seconds
+	if r.opt.AfterRecompute != nil {
+		r.opt.AfterRecompute(phase, append([]int(nil), selected...))
+	}
+	if !r.lead() {
+		return nil
+	}
 
 	name := fmt.Sprintf("step-%08d", r.state.Step)
 	dir := filepath.Join(r.cfg.Run.Dir, "decomposition")
@@ -134,19 +138,19 @@ func (r *run) finalAnalysis(res *Result) error {
 	for i := range idx {
 		idx[i] = i
 	}
-	d := r.cfg.Decomposition
-	ests, _, err := Decompose(r.model, r.policy, pairsAt(r.train, idx), r.prompts, decomposition.Options{
-		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: phaseSeed(r.state.DataSeed, 1<<20), PolicyTau: d.PolicyTau,
-	}, d.BatchSize)
+	ests, _, err := r.decompose(pairsAt(r.train, idx), phaseSeed(r.state.DataSeed, 1<<20))
 	if err != nil {
 		return fmt.Errorf("final decomposition: %w", err)
+	}
+	res.Analysis = points(r.train, idx, ests, tag)
+	res.TagShareAfter = tagShare(r.train, idx, ests, tag)
+	if !r.lead() {
+		return nil
 	}
 	dir := filepath.Join(r.cfg.Run.Dir, "decomposition")
 	if err := WriteDecompositionTable(filepath.Join(dir, "final.csv"), r.train, idx, ests, map[int]bool{}); err != nil {
 		return err
 	}
-	res.Analysis = points(r.train, idx, ests, tag)
-	res.TagShareAfter = tagShare(r.train, idx, ests, tag)
 	return report.Quadrants(filepath.Join(dir, "final.png"), []report.Panel{{
 		Title: fmt.Sprintf("final model, %d training pairs, tag %s", n, tag), Points: res.Analysis}})
 }
@@ -167,6 +171,27 @@ func tagShare(all []data.Pair, idx []int, ests []decomposition.PairEstimate, tag
 		return 0
 	}
 	return float64(tagged) / float64(pos)
+}
+
+// decompose is Decompose under the model being trained, with the
+// scoring (and the policy's likelihoods) split across the ranks.
+func (r *run) decompose(pairs []data.Pair, seed uint64) ([]decomposition.PairEstimate, decomposition.Stats, error) {
+	d := r.cfg.Decomposition
+	views := make([]decomposition.Pair, len(pairs))
+	for i, p := range pairs {
+		views[i] = decomposition.Pair{Prompt: p.Prompt, Y1: p.Chosen, Y2: p.Rejected}
+	}
+	var ll decomposition.LogLikFunc
+	if r.policy != nil {
+		ll = func(ps, rs [][]int64) ([]float64, error) {
+			return r.sharded(len(ps), func(lo, hi int) ([]float64, error) {
+				return r.policy.ResponseLogLik(ps[lo:hi], rs[lo:hi], d.BatchSize)
+			})
+		}
+	}
+	return decomposition.EstimateAll(views, r.prompts, decomposition.Options{
+		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau,
+	}, func(seqs [][]int64) ([]float64, error) { return r.score(seqs, d.BatchSize) }, ll)
 }
 
 // Decompose estimates the prompt-free and prompt-related parts of each

@@ -40,6 +40,15 @@ type Options struct {
 	// AfterStep, when set, runs after every optimizer step (hooks for
 	// tests and tools).
 	AfterStep func(StepInfo)
+	// AfterRecompute, when set, runs after every decomposition recompute
+	// with the phase and the training pairs it selected.
+	AfterRecompute func(phase int, selected []int)
+	// Comm, when set, makes this process one rank of a data-parallel run:
+	// each rank computes the gradient of its share of every batch, the
+	// gradients are summed across ranks, and rank 0 alone writes the run
+	// folder. Batch size, schedule and results do not depend on the
+	// number of ranks.
+	Comm Comm
 
 	// poison, in tests, makes the given step's loss and gradients NaN.
 	poison func(step int) bool
@@ -54,6 +63,9 @@ type StepInfo struct {
 	// Seconds is the step's own time: forward, backward and update, without
 	// evaluation, checkpoints or decomposition.
 	Seconds float64
+	// AllReduceSeconds is the part of Seconds spent summing gradients
+	// across ranks (0 for a single process).
+	AllReduceSeconds float64
 }
 
 // Result summarises a finished run.
@@ -138,17 +150,29 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, er
 		return nil, err
 	}
 	r.cfgYAML = string(y)
-	created := missingAncestor(cfg.Run.Dir)
-	if err := r.openRunDir(); err != nil {
+	created := ""
+	if r.lead() {
+		created = missingAncestor(cfg.Run.Dir)
+	} else {
+		// Rank 0 reports progress and writes the run folder.
+		r.opt.Progress = io.Discard
+	}
+	if err := r.agree("opening the run folder", r.openRunDir()); err != nil {
 		return nil, err
 	}
 	defer func() {
 		r.close()
-		if err != nil {
+		if err != nil && r.lead() {
 			removeUnstarted(created, cfg.Run.Dir)
 		}
 	}()
-	if err := r.setup(); err != nil {
+	if err := r.agree("setting up the run", r.setup()); err != nil {
+		return nil, err
+	}
+	if err := r.agree("starting the ranks", r.syncStart()); err != nil {
+		return nil, err
+	}
+	if err := r.start(); err != nil {
 		return nil, err
 	}
 	return r.loop(ctx)
@@ -158,6 +182,10 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, er
 // old one's checkpoints.
 func (r *run) openRunDir() error {
 	dir := r.cfg.Run.Dir
+	if !r.lead() {
+		r.log = r.opt.Logger.With("rank", r.opt.Comm.Rank())
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("run folder %s: %w", dir, err)
 	}
@@ -206,7 +234,10 @@ func (r *run) close() {
 func (r *run) setup() error {
 	c := r.cfg
 	var resumeDir string
-	if r.opt.Resume != "" {
+	if b := c.Train.BatchSize; b < r.world() {
+		return fmt.Errorf("train.batch_size is %d, fewer pairs than the %d ranks: every rank needs a share of each batch", b, r.world())
+	}
+	if r.opt.Resume != "" && r.lead() {
 		dir, st, err := findResume(c.Run.Dir, r.opt.Resume, r.log.Warn)
 		if err != nil {
 			return err
@@ -222,17 +253,19 @@ func (r *run) setup() error {
 		r.state = State{Format: stateFormat, DataSeed: uint64(c.Run.Seed), Config: r.cfgYAML, FirstTagShare: -1}
 	}
 
-	if r.opt.Resume != "" {
+	if r.opt.Resume != "" && r.lead() {
 		if err := r.trimMetrics(resumeDir != ""); err != nil {
 			return err
 		}
 	}
 	r.resumed = resumeDir != ""
-	mf, err := os.OpenFile(filepath.Join(c.Run.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
+	if r.lead() {
+		mf, err := os.OpenFile(filepath.Join(c.Run.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		r.metrics = mf
 	}
-	r.metrics = mf
 
 	mcfg, err := r.modelConfig()
 	if err != nil {
@@ -283,18 +316,6 @@ func (r *run) setup() error {
 		r.adam.Step = r.state.Step
 		r.log.Info("resumed", "checkpoint", resumeDir, "step", r.state.Step)
 	}
-	if r.state.Phase > 0 {
-		r.sampler = data.NewSampler(len(r.state.Selected), phaseSeed(r.state.DataSeed, r.state.Phase))
-		for _, i := range r.state.Selected {
-			if i < 0 || i >= len(r.train) {
-				return fmt.Errorf("%s: selected pair %d is outside the training set (%d pairs)", resumeDir, i, len(r.train))
-			}
-		}
-	} else {
-		r.sampler = data.NewSampler(len(r.train), r.state.DataSeed)
-	}
-	r.sampler.Epoch, r.sampler.Pos = r.state.Epoch, r.state.EpochPos
-	r.prompts = PromptPool(r.train)
 	if d := c.Decomposition; d.Weights == "policy" {
 		if r.policy, err = models.LoadCausalLM(d.PolicyModel, gotch.CPU); err != nil {
 			return fmt.Errorf("decomposition.policy_model: %w", err)
@@ -303,6 +324,25 @@ func (r *run) setup() error {
 			return fmt.Errorf("decomposition.policy_model %s has a vocabulary of %d, the reward model %d", d.PolicyModel, r.policy.Config().VocabSize, r.model.Config.VocabSize)
 		}
 	}
+	return nil
+}
+
+// start builds the sampler and schedule from the run state (after every
+// rank has rank 0's).
+func (r *run) start() error {
+	c := r.cfg
+	if r.state.Phase > 0 {
+		r.sampler = data.NewSampler(len(r.state.Selected), phaseSeed(r.state.DataSeed, r.state.Phase))
+		for _, i := range r.state.Selected {
+			if i < 0 || i >= len(r.train) {
+				return fmt.Errorf("the checkpoint of step %d: selected pair %d is outside the training set (%d pairs)", r.state.Step, i, len(r.train))
+			}
+		}
+	} else {
+		r.sampler = data.NewSampler(len(r.train), r.state.DataSeed)
+	}
+	r.sampler.Epoch, r.sampler.Pos = r.state.Epoch, r.state.EpochPos
+	r.prompts = PromptPool(r.train)
 
 	total := c.Train.Steps
 	if total == 0 {
@@ -314,7 +354,7 @@ func (r *run) setup() error {
 	for _, p := range r.trained {
 		trainedN += p.Numel()
 	}
-	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN)
+	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "ranks", r.world())
 	return nil
 }
 
@@ -463,7 +503,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	elapsed0 := r.state.ElapsedS
 	res := &Result{}
 	for r.state.Step < total {
-		if ctx.Err() != nil {
+		// Every rank stops at the same step: a signal may reach only some.
+		stop, err := r.anyTrue(ctx.Err() != nil)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", r.state.Step+1, err)
+		}
+		if stop {
 			res.Interrupted = true
 			break
 		}
@@ -482,9 +527,13 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		r.state.ElapsedS = elapsed0 + time.Since(start).Seconds()
 		stepSeconds := time.Since(stepStart).Seconds()
 		m.tokensPerS = float64(m.tokens) / stepSeconds
-		r.writeMetric(map[string]any{"kind": "train", "step": r.state.Step, "epoch": r.state.Epoch,
+		rec := map[string]any{"kind": "train", "step": r.state.Step, "epoch": r.state.Epoch,
 			"loss": m.loss, "accuracy": m.accuracy, "lr": m.lr, "grad_norm": m.gradNorm,
-			"tokens_per_s": m.tokensPerS, "wall_s": r.state.ElapsedS, "skipped": m.skipped})
+			"tokens_per_s": m.tokensPerS, "wall_s": r.state.ElapsedS, "skipped": m.skipped}
+		if r.opt.Comm != nil {
+			rec["allreduce_s"] = m.allreduceS
+		}
+		r.writeMetric(rec)
 		r.progress.update(r.state.Step, m)
 		if err := r.countBad(m); err != nil {
 			return nil, err
@@ -500,7 +549,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 		}
 		if r.opt.AfterStep != nil {
-			r.opt.AfterStep(StepInfo{Step: r.state.Step, Loss: m.loss, GradNorm: m.gradNorm, Skipped: m.skipped, Seconds: stepSeconds})
+			r.opt.AfterStep(StepInfo{Step: r.state.Step, Loss: m.loss, GradNorm: m.gradNorm, Skipped: m.skipped, Seconds: stepSeconds, AllReduceSeconds: m.allreduceS})
 		}
 	}
 	r.progress.finish()
@@ -519,7 +568,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	}
 	res.Eval = ev
 	if len(r.test) > 0 {
-		if res.Test, err = Evaluate(r.model, r.test, 2*c.Eval.BatchSize); err != nil {
+		if res.Test, err = r.evaluatePairs(r.test, 2*c.Eval.BatchSize); err != nil {
 			return nil, err
 		}
 		r.writeMetric(map[string]any{"kind": "test", "step": r.state.Step, "test_accuracy": res.Test.Accuracy,
@@ -534,7 +583,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if ev != nil {
 		stats.RewardMean, stats.RewardStd = ev.RewardMean, ev.RewardStd
 	}
-	if err := r.model.SaveWith(res.ModelDir, stats, r.tokenizerFiles()); err != nil {
+	var serr error
+	if r.lead() {
+		serr = r.model.SaveWith(res.ModelDir, stats, r.tokenizerFiles())
+	}
+	if err := r.agree("saving the model", serr); err != nil {
 		return nil, err
 	}
 	r.log.Info("saved model", "dir", res.ModelDir)
@@ -570,7 +623,16 @@ func (r *run) countBad(m stepMetrics) error {
 		ErrNonFinite, r.state.FirstBad, r.state.Step, r.state.BadRun, limit, r.state.FirstBad-1, filepath.Join(r.cfg.Run.Dir, checkpointDir))
 }
 
+// checkpoint has rank 0 write a checkpoint while the others wait.
 func (r *run) checkpoint() error {
+	var err error
+	if r.lead() {
+		err = r.writeCheckpoint()
+	}
+	return r.agree("writing the checkpoint", err)
+}
+
+func (r *run) writeCheckpoint() error {
 	fi, err := r.metrics.Stat()
 	if err != nil {
 		return err
@@ -593,9 +655,9 @@ func (r *run) checkpoint() error {
 }
 
 type stepMetrics struct {
-	loss, accuracy, lr, gradNorm, tokensPerS float64
-	tokens                                   int64
-	skipped                                  bool
+	loss, accuracy, lr, gradNorm, tokensPerS, allreduceS float64
+	tokens                                               int64
+	skipped                                              bool
 }
 
 // step runs one optimizer step over one batch, in micro-batches whose
@@ -614,8 +676,14 @@ func (r *run) step() (m stepMetrics, err error) {
 	n := len(idx)
 	correct := 0
 	r.poisoned = r.opt.poison != nil && r.opt.poison(r.state.Step+1)
-	for lo := 0; lo < n; lo += c.MicroBatch() {
-		hi := min(lo+c.MicroBatch(), n)
+	// Each rank takes a contiguous share of the global batch; weighting by
+	// the global size makes the sum over ranks the batch mean.
+	first, last := 0, n
+	if c := r.opt.Comm; c != nil {
+		first, last = shard(n, c.Rank(), c.World())
+	}
+	for lo := first; lo < last; lo += c.MicroBatch() {
+		hi := min(lo+c.MicroBatch(), last)
 		pairs := make([]data.Pair, 0, hi-lo)
 		for _, i := range idx[lo:hi] {
 			pairs = append(pairs, r.train[i])
@@ -629,6 +697,16 @@ func (r *run) step() (m stepMetrics, err error) {
 		m.loss += loss
 		correct += corr
 		m.tokens += tokens
+	}
+	if m.allreduceS, err = r.reduceGrads(); err != nil {
+		return m, err
+	}
+	if r.opt.Comm != nil {
+		tot, err := r.sumAcross([]float64{m.loss, float64(correct), float64(m.tokens)})
+		if err != nil {
+			return m, err
+		}
+		m.loss, correct, m.tokens = tot[0], int(tot[1]), int64(tot[2])
 	}
 	m.accuracy = float64(correct) / float64(n)
 	m.lr = r.sched.LR(r.state.Step)
@@ -746,7 +824,7 @@ func (r *run) evaluate() (*EvalMetrics, error) {
 	if len(r.eval) == 0 {
 		return nil, nil
 	}
-	ev, err := Evaluate(r.model, r.eval, 2*r.cfg.Eval.BatchSize)
+	ev, err := r.evaluatePairs(r.eval, 2*r.cfg.Eval.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -754,6 +832,22 @@ func (r *run) evaluate() (*EvalMetrics, error) {
 		"eval_margin": ev.Margin, "eval_reward_mean": ev.RewardMean, "eval_reward_std": ev.RewardStd, "eval_pairs": ev.Pairs})
 	r.log.Info("eval", "step", r.state.Step, "loss", round(ev.Loss), "accuracy", round(ev.Accuracy), "margin", round(ev.Margin))
 	return ev, nil
+}
+
+// evaluatePairs is Evaluate with the scoring split across the ranks.
+func (r *run) evaluatePairs(pairs []data.Pair, batchSize int) (*EvalMetrics, error) {
+	seqs := make([][]int64, 0, 2*len(pairs))
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].ChosenSeq())
+	}
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].RejectedSeq())
+	}
+	s, err := r.score(seqs, batchSize)
+	if err != nil {
+		return nil, err
+	}
+	return PairMetrics(s[:len(pairs)], s[len(pairs):]), nil
 }
 
 // Evaluate computes loss, pairwise accuracy (strict: a tie is wrong), mean

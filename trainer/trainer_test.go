@@ -31,6 +31,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "dist" {
+		os.Exit(distChild())
+	}
 	if os.Getenv(childEnv) != "" {
 		os.Exit(child())
 	}

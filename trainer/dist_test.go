@@ -1,0 +1,351 @@
+package trainer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"prism/configs"
+	"prism/internal/dist"
+	"prism/internal/safetensors"
+	"prism/internal/torch"
+)
+
+// Data-parallel tests run each rank as a child process (this test binary,
+// re-executed with PRISM_TRAINER_TEST_CHILD=dist).
+const distSpec = "PRISM_TRAINER_TEST_DIST" // rank,world,port,action
+
+// distChild trains one rank. The action is "" (train), "stop:N" (rank 0
+// alone is cancelled after step N, as if only it got SIGINT) or "die:N"
+// (rank 1 exits abruptly after step N). Each rank writes the selections
+// of every recompute to sel-<rank>.txt next to the config.
+func distChild() int {
+	if _, err := torch.Setup(1); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	parts := strings.Split(os.Getenv(distSpec), ",")
+	rank, _ := strconv.Atoi(parts[0])
+	world, _ := strconv.Atoi(parts[1])
+	port, _ := strconv.Atoi(parts[2])
+	action, at := "", 0
+	if a, n, ok := strings.Cut(parts[3], ":"); ok {
+		action = a
+		at, _ = strconv.Atoi(n)
+	}
+	cfgPath := os.Getenv(childCfg)
+	cfg, err := configs.Load(cfgPath, nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	g, err := dist.Join(dist.Env{Rank: rank, World: world, Addr: "127.0.0.1", Port: port},
+		dist.Options{Backend: "gloo", Timeout: time.Duration(cfg.Distributed.TimeoutS * float64(time.Second))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer g.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sel bytes.Buffer
+	resume := ""
+	if os.Getenv(childEnv+"_RESUME") != "" {
+		resume = "auto"
+	}
+	res, err := Run(ctx, cfg, Options{
+		Comm:   g,
+		Resume: resume,
+		AfterStep: func(s StepInfo) {
+			switch {
+			case action == "stop" && rank == 0 && s.Step == at:
+				cancel()
+			case action == "die" && rank == 1 && s.Step == at:
+				os.Exit(3)
+			}
+		},
+		AfterRecompute: func(phase int, selected []int) {
+			fmt.Fprintln(&sel, phase, selected)
+		},
+	})
+	if werr := os.WriteFile(filepath.Join(filepath.Dir(cfgPath), fmt.Sprintf("sel-%d.txt", rank)), sel.Bytes(), 0o644); werr != nil {
+		fmt.Fprintln(os.Stderr, werr)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("rank %d: %d steps, interrupted %v\n", rank, res.Steps, res.Interrupted)
+	return 0
+}
+
+// runRanks runs world ranks of cfg and returns each one's exit error and
+// output.
+func runRanks(t *testing.T, cfg string, world int, action string, resume bool) ([]error, []string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmds := make([]*exec.Cmd, world)
+	outs := make([]*bytes.Buffer, world)
+	for rank := range world {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"=dist", childCfg+"="+cfg,
+			fmt.Sprintf("%s=%d,%d,%d,%s", distSpec, rank, world, port, action))
+		if resume {
+			cmd.Env = append(cmd.Env, childEnv+"_RESUME=1")
+		}
+		outs[rank] = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = outs[rank], outs[rank]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[rank] = cmd
+	}
+	errs := make([]error, world)
+	texts := make([]string, world)
+	for rank, cmd := range cmds {
+		errs[rank] = cmd.Wait()
+		texts[rank] = outs[rank].String()
+	}
+	return errs, texts
+}
+
+// dpConfig is a small prioritised run: 12 steps of 9 pairs in micro-
+// batches of 3 (2 ranks get 4 and 5 pairs: uneven shards), recomputes at steps
+// 4 and 8, and checkpoints every 3 steps.
+func dpConfig(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	y := fmt.Sprintf(`run:
+  dir: %s
+  log_every: 1000
+data:
+  train: toy:length_bias
+  synthetic_pairs: 160
+train:
+  steps: 12
+  batch_size: 9
+  micro_batch_size: 3
+  warmup_steps: 2
+  weight_decay: 0.01
+eval:
+  every: 5
+checkpoint:
+  every: 3
+  keep: 5
+decomposition:
+  enabled: true
+  warmup_steps: 4
+  every_steps: 4
+  samples: 4
+  pool_size: 48
+distributed:
+  timeout_s: 20
+`, filepath.Join(dir, "run"))
+	p := filepath.Join(dir, "exp.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// trainAlone runs cfg in this process, as a single process.
+func trainAlone(t *testing.T, cfg string, resume string) *Result {
+	t.Helper()
+	c, err := configs.Load(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sel bytes.Buffer
+	res, err := Run(context.Background(), c, Options{Resume: resume, AfterRecompute: func(phase int, selected []int) {
+		fmt.Fprintln(&sel, phase, selected)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "sel-alone.txt"), sel.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// weightDiff is the largest difference between two saved models'
+// weights, relative to the largest weight, and the tensor it is in.
+func weightDiff(t *testing.T, a, b string) (float64, string) {
+	t.Helper()
+	fa, err := safetensors.Open(filepath.Join(a, "model", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := safetensors.Open(filepath.Join(b, "model", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	worst, where := 0.0, ""
+	for _, info := range fa.Header().Tensors {
+		ib, ok := fb.Lookup(info.Name)
+		if !ok {
+			t.Fatalf("%s is missing from %s", info.Name, b)
+		}
+		ra, _ := fa.ReadRaw(info.Name)
+		rb, _ := fb.ReadRaw(info.Name)
+		va, err := safetensors.ToFloat32(info, ra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vb, err := safetensors.ToFloat32(ib, rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scale := 0.0
+		for _, x := range va {
+			scale = math.Max(scale, math.Abs(float64(x)))
+		}
+		for i := range va {
+			if d := math.Abs(float64(va[i]-vb[i])) / math.Max(scale, 1e-12); d > worst {
+				worst, where = d, info.Name
+			}
+		}
+	}
+	return worst, where
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// dpTolerance bounds the weight difference between world sizes: the
+// sums of the ranks' gradients differ from one process's in the last
+// bits, and AdamW carries that through 12 steps.
+const dpTolerance = 1e-4
+
+// TestDataParallelMatchesOneProcess: 2 processes with global batch B end
+// with the weights of 1 process with batch B, both ranks make the same
+// selections at every recompute, and only rank 0 writes the run folder.
+func TestDataParallelMatchesOneProcess(t *testing.T) {
+	alone := dpConfig(t, filepath.Join(t.TempDir(), "alone"))
+	trainAlone(t, alone, "")
+	two := dpConfig(t, filepath.Join(t.TempDir(), "two"))
+	errs, outs := runRanks(t, two, 2, "", false)
+	for rank, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v\n%s", rank, err, outs[rank])
+		}
+	}
+	s0 := readFile(t, filepath.Join(filepath.Dir(two), "sel-0.txt"))
+	s1 := readFile(t, filepath.Join(filepath.Dir(two), "sel-1.txt"))
+	if strings.Count(s0, "\n") != 2 {
+		t.Fatalf("want 2 recomputes, rank 0 saw:\n%s", s0)
+	}
+	if s0 != s1 {
+		t.Fatalf("the ranks selected different pairs:\nrank 0:\n%s\nrank 1:\n%s", s0, s1)
+	}
+	if sa := readFile(t, filepath.Join(filepath.Dir(alone), "sel-alone.txt")); sa != s0 {
+		t.Logf("selections differ from one process's (scores differ in the last bits):\n%s\nvs\n%s", sa, s0)
+	}
+	d, where := weightDiff(t, filepath.Join(filepath.Dir(alone), "run"), filepath.Join(filepath.Dir(two), "run"))
+	t.Logf("largest weight difference, 1 vs 2 processes: %.3g of the tensor's largest weight (%s)", d, where)
+	if d > dpTolerance {
+		t.Fatalf("weights differ by %.3g (in %s), more than %g", d, where, dpTolerance)
+	}
+	m := readFile(t, filepath.Join(filepath.Dir(two), "run", "metrics.jsonl"))
+	if got := strings.Count(m, `"kind":"train"`); got != 12 {
+		t.Errorf("metrics.jsonl has %d train records, want 12 (one writer)", got)
+	}
+	if !strings.Contains(m, `"allreduce_s"`) {
+		t.Errorf("metrics.jsonl lacks the allreduce time")
+	}
+}
+
+// TestDataParallelResumeOtherWorldSizes: a 2-process run stopped at step
+// 5 (by a signal that reached rank 0 only) resumes with 3 processes, which
+// stop at step 8 and resume in 1 process; it ends where an uninterrupted
+// 1-process run ends.
+func TestDataParallelResumeOtherWorldSizes(t *testing.T) {
+	alone := dpConfig(t, filepath.Join(t.TempDir(), "alone"))
+	trainAlone(t, alone, "")
+	cfg := dpConfig(t, filepath.Join(t.TempDir(), "mixed"))
+	for _, leg := range []struct {
+		world  int
+		stop   int
+		resume bool
+	}{{2, 5, false}, {3, 8, true}} {
+		errs, outs := runRanks(t, cfg, leg.world, fmt.Sprintf("stop:%d", leg.stop), leg.resume)
+		for rank, err := range errs {
+			if err != nil {
+				t.Fatalf("%d processes, rank %d: %v\n%s", leg.world, rank, err, outs[rank])
+			}
+			if want := fmt.Sprintf("%d steps, interrupted true", leg.stop); !strings.Contains(outs[rank], want) {
+				t.Fatalf("%d processes, rank %d did not stop at step %d:\n%s", leg.world, rank, leg.stop, outs[rank])
+			}
+		}
+	}
+	res := trainAlone(t, cfg, "auto")
+	if res.Steps != 12 {
+		t.Fatalf("resumed run ended at step %d", res.Steps)
+	}
+	d, where := weightDiff(t, filepath.Join(filepath.Dir(alone), "run"), filepath.Join(filepath.Dir(cfg), "run"))
+	t.Logf("largest weight difference, uninterrupted vs 2, 3 then 1 processes: %.3g (%s)", d, where)
+	if d > dpTolerance {
+		t.Fatalf("weights differ by %.3g (in %s), more than %g", d, where, dpTolerance)
+	}
+}
+
+// TestDataParallelPeerDeath: when rank 1 dies, rank 0 fails with an error
+// well within the timeout, and its newest checkpoint is intact.
+func TestDataParallelPeerDeath(t *testing.T) {
+	cfg := dpConfig(t, filepath.Join(t.TempDir(), "die"))
+	start := time.Now()
+	errs, outs := runRanks(t, cfg, 2, "die:4", false)
+	took := time.Since(start)
+	var ee *exec.ExitError
+	if !errors.As(errs[1], &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("rank 1 should have died with 3: %v\n%s", errs[1], outs[1])
+	}
+	if !errors.As(errs[0], &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("rank 0 should have failed: %v\n%s", errs[0], outs[0])
+	}
+	if took > 60*time.Second {
+		t.Fatalf("rank 0 took %v to fail (timeout 20s)", took)
+	}
+	t.Logf("rank 0 after %v: %s", took.Round(time.Millisecond), strings.TrimSpace(outs[0]))
+	runDir := filepath.Join(filepath.Dir(cfg), "run")
+	cks, err := listCheckpoints(runDir)
+	if err != nil || len(cks) == 0 {
+		t.Fatalf("no checkpoint left: %v", err)
+	}
+	st, err := verifyCheckpoint(cks[0])
+	if err != nil {
+		t.Fatalf("newest checkpoint %s is damaged: %v", cks[0], err)
+	}
+	if st.Step != 3 {
+		t.Errorf("newest checkpoint is at step %d, want 3", st.Step)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "model")); err == nil {
+		t.Errorf("a failed run left a final model")
+	}
+}
