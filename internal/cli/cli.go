@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,8 @@ type globals struct {
 	logLevel    string
 	allowPickle bool
 	logger      *slog.Logger
+	level       slog.Level
+	stderr      io.Writer
 }
 
 // NewRoot builds the prism command tree writing to the given streams.
@@ -47,6 +50,7 @@ small prompt-free gap.`,
 			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
+			g.level, g.stderr = level, stderr
 			g.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 			if g.threads < 0 {
 				return fmt.Errorf("--threads %d: want 0 (all cores) or a positive count", g.threads)
@@ -62,7 +66,7 @@ small prompt-free gap.`,
 	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&g.allowPickle, "allow-pickle", false, "read PyTorch pickle weights (pytorch_model.bin) with the restricted reader, which accepts tensors only and never runs code; default: safetensors only")
-	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g))
+	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g), newLaunchCmd(g))
 	return root
 }
 
@@ -71,12 +75,17 @@ func Main(ctx context.Context, args []string) int {
 	root := NewRoot(os.Stdout, os.Stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "prism") {
 			msg = "prism: " + msg
 		}
 		fmt.Fprintln(os.Stderr, msg)
-		return 1
+		return code
 	}
 	return 0
 }

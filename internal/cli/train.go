@@ -2,11 +2,50 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"prism/configs"
+	"prism/internal/dist"
+	"prism/internal/torch"
 	"prism/trainer"
 )
+
+// joinFromEnv joins the process group that torchrun's variables describe
+// (nil for a single process).
+func joinFromEnv(cmd *cobra.Command, g *globals, cfg *configs.Config) (*dist.Group, error) {
+	env, ok, err := dist.FromEnv(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("distributed launch: %w", err)
+	}
+	if !ok || env.World == 1 {
+		return nil, nil
+	}
+	// Ranks sharing a machine share its cores unless told otherwise.
+	if !cmd.Flags().Changed("threads") && cfg.Run.Threads == 0 && os.Getenv("PRISM_THREADS") == "" {
+		if _, err := torch.Setup(max(1, runtime.NumCPU()/env.LocalWorld)); err != nil {
+			return nil, err
+		}
+	}
+	backend := cfg.Distributed.Backend
+	if backend == "auto" {
+		backend = "gloo" // CPU tensors; NCCL once training runs on CUDA
+	}
+	if env.Rank != 0 {
+		// Rank 0 logs the run; the others speak up for problems only.
+		g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: max(g.level, slog.LevelWarn)}))
+	}
+	g.logger.Info("joining process group", "rank", env.Rank, "world", env.World, "backend", backend, "master", fmt.Sprintf("%s:%d", env.Addr, env.Port))
+	return dist.Join(env, dist.Options{
+		Backend:     backend,
+		Timeout:     time.Duration(cfg.Distributed.TimeoutS * float64(time.Second)),
+		BucketBytes: int64(cfg.Distributed.BucketMB * (1 << 20)),
+	})
+}
 
 func newTrainCmd(g *globals) *cobra.Command {
 	var (
@@ -41,13 +80,25 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 				plan.Write(cmd.OutOrStdout())
 				return nil
 			}
-			res, err := trainer.Run(cmd.Context(), cfg, trainer.Options{
+			group, err := joinFromEnv(cmd, g, cfg)
+			if err != nil {
+				return err
+			}
+			opt := trainer.Options{
 				Resume:   resume,
 				Progress: cmd.OutOrStdout(),
 				Logger:   g.logger,
-			})
+			}
+			if group != nil {
+				defer group.Close()
+				opt.Comm = group
+			}
+			res, err := trainer.Run(cmd.Context(), cfg, opt)
 			if err != nil {
 				return err
+			}
+			if group != nil && group.Rank() != 0 {
+				return nil // rank 0 reports
 			}
 			out := cmd.OutOrStdout()
 			if res.Interrupted {

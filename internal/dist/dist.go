@@ -282,7 +282,9 @@ func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
 }
 
 // Barrier waits until every rank reaches it.
-func (g *Group) Barrier() error { return g.wrap("barrier", func() error { return libtch.PrismDistBarrier(g.g) }) }
+func (g *Group) Barrier() error {
+	return g.wrap("barrier", func() error { return libtch.PrismDistBarrier(g.g) })
+}
 
 // Close leaves the group.
 func (g *Group) Close() {

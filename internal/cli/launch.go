@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"prism/internal/launch"
+)
+
+// exitError carries a rank's exit status out of the launcher.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func newLaunchCmd(g *globals) *cobra.Command {
+	var (
+		nproc int
+		addr  string
+		port  int
+		grace time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "launch --nproc N -- train [flags]",
+		Short: "Run a data-parallel job on this machine: N ranks of a prism command",
+		Long: `Start N copies of a prism command as the ranks of one data-parallel job, as
+torchrun does, without Python: each gets RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and PRISM_THREADS (the cores
+shared evenly) unless --threads or PRISM_THREADS says otherwise.
+
+  prism launch --nproc 2 -- train --config exp.yaml
+
+Rank 0 writes the run folder and the progress; the other ranks' output is
+prefixed with [rank N]. SIGINT or SIGTERM reaches every rank once (they
+finish the step, checkpoint and exit); if a rank fails, the others stop
+with an error and the launcher exits with the failed rank's status.
+
+Across machines, use torchrun (--no-python), Slurm or Kubernetes to set the
+same variables; see the README.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the prism executable: %w", err)
+			}
+			threads := 0
+			if cmd.Flags().Changed("threads") {
+				threads = g.threads
+			}
+			err = launch.Run(cmd.Context(), launch.Options{
+				NProc: nproc, Command: exe, Args: args, MasterAddr: addr, MasterPort: port,
+				Threads: threads, Grace: grace, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+			})
+			var re *launch.RankError
+			if errors.As(err, &re) {
+				return &exitError{code: re.ExitCode(), err: fmt.Errorf("launch: %w", err)}
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&nproc, "nproc", 1, "number of ranks")
+	cmd.Flags().StringVar(&addr, "master-addr", "127.0.0.1", "address rank 0 listens on for the rendezvous")
+	cmd.Flags().IntVar(&port, "master-port", 0, "rendezvous port (0: a free one)")
+	cmd.Flags().DurationVar(&grace, "grace", 2*time.Minute, "after a rank fails or an interrupt, how long the others get to exit before they are killed")
+	return cmd
+}
