@@ -13,7 +13,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test demo clean docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -66,7 +66,7 @@ fuzz-smoke:
 # `prism tokenize` against Hugging Face tokenizers (Rust, via npm) and
 # checks the ids agree; bench-memory follows RSS over a long run.
 # bench-smoke (in CI) runs a tiny pass of the harness and writes nothing.
-bench: bench-train bench-decomp bench-tokenizer bench-memory bench-report
+bench: bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report
 
 bench-train: setup
 	./scripts/bench-deps.sh
@@ -82,6 +82,11 @@ bench-tokenizer: build
 bench-memory: setup
 	$(GO) run ./bench/memory -steps 2000 -from 200 -out bench/results/memory-tiny.json
 
+# bench-dist times the same run with 1 process and with 2 (prism launch)
+# on this machine's cores, after checking their losses agree.
+bench-dist: build
+	$(GO) run ./bench/dist -prism bin/prism -out bench/results/dist.json
+
 bench-report:
 	GOWORK=off $(GO) run ./bench/report -dir bench/results
 
@@ -89,6 +94,8 @@ bench-smoke: setup
 	./scripts/bench-deps.sh
 	$(GO) run ./bench/train -smoke -only tiny
 	$(GO) run ./bench/decomp -smoke -pairs 64
+	$(GO) build -o bin/prism ./cmd/prism
+	$(GO) run ./bench/dist -smoke -prism bin/prism
 
 docker-cuda:
 	@test -n "$(LIBTORCH_CUDA_SHA256)" || { echo "set LIBTORCH_CUDA_SHA256 to the SHA-256 of libtorch-cxx11-abi-shared-with-deps-$(LIBTORCH_CUDA_VERSION)+$(LIBTORCH_CUDA_VARIANT).zip" >&2; exit 1; }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what prism's native build needs on Debian/Ubuntu when no LIBTORCH
 # is given: Debian's libtorch and OpenBLAS (libtorch on Debian's reference
-# BLAS runs a 1024^3 fp32 matmul at 2.8 GFLOP/s; on OpenBLAS at ~93 per core).
+# BLAS runs a 1024^3 fp32 matmul at 2.8 GFLOP/s; on OpenBLAS at ~93 per core)
+# and Gloo's headers, which libtorch's c10d headers include (multi-process
+# training; Debian's libtorch-dev does not pull them in).
 # It does nothing when everything is installed, and nothing on other systems
 # (the adapter then says what it looked for).
 set -euo pipefail
@@ -14,7 +16,7 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
 fi
 
 need=()
-for p in libtorch-dev libopenblas0-pthread g++; do
+for p in libtorch-dev libgloo-dev libopenblas0-pthread g++; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     need+=("$p")
   fi

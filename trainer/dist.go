@@ -169,9 +169,10 @@ func (r *run) syncStart() error {
 		return nil
 	}
 	type start struct {
-		Resumed bool     `json:"resumed"`
-		State   State    `json:"state"`
-		Params  []string `json:"params"`
+		Resumed   bool     `json:"resumed"`
+		ResumeDir string   `json:"resume_dir"`
+		State     State    `json:"state"`
+		Params    []string `json:"params"`
 	}
 	var names []string
 	for _, p := range r.model.Params {
@@ -179,7 +180,7 @@ func (r *run) syncStart() error {
 	}
 	var msg []byte
 	if c.Rank() == 0 {
-		b, err := json.Marshal(start{Resumed: r.resumed, State: r.state, Params: names})
+		b, err := json.Marshal(start{Resumed: r.resumed, ResumeDir: r.resumeDir, State: r.state, Params: names})
 		if err != nil {
 			return err
 		}
@@ -205,7 +206,7 @@ func (r *run) syncStart() error {
 		return err
 	}
 	if c.Rank() != 0 {
-		r.resumed, r.state = s.Resumed, s.State
+		r.resumed, r.resumeDir, r.state = s.Resumed, "rank 0's "+s.ResumeDir, s.State
 	}
 	tensors := make([]*ts.Tensor, 0, len(r.model.Params))
 	for _, p := range r.model.Params {

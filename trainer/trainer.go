@@ -120,8 +120,10 @@ type run struct {
 	// poisoned marks the current step for Options.poison.
 	poisoned bool
 	// resumed is set when the run continues from a checkpoint, whose
-	// metrics.jsonl already holds the data records.
-	resumed bool
+	// metrics.jsonl already holds the data records; resumeDir is that
+	// checkpoint.
+	resumed   bool
+	resumeDir string
 }
 
 // Run trains a reward model as cfg describes. Cancelling ctx (SIGINT,
@@ -258,7 +260,7 @@ func (r *run) setup() error {
 			return err
 		}
 	}
-	r.resumed = resumeDir != ""
+	r.resumed, r.resumeDir = resumeDir != "", resumeDir
 	if r.lead() {
 		mf, err := os.OpenFile(filepath.Join(c.Run.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -335,7 +337,7 @@ func (r *run) start() error {
 		r.sampler = data.NewSampler(len(r.state.Selected), phaseSeed(r.state.DataSeed, r.state.Phase))
 		for _, i := range r.state.Selected {
 			if i < 0 || i >= len(r.train) {
-				return fmt.Errorf("the checkpoint of step %d: selected pair %d is outside the training set (%d pairs)", r.state.Step, i, len(r.train))
+				return fmt.Errorf("%s: selected pair %d is outside the training set (%d pairs)", r.resumeDir, i, len(r.train))
 			}
 		}
 	} else {

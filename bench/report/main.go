@@ -164,6 +164,35 @@ func run() error {
 		}
 		fmt.Fprintf(&b, "| resident memory growth, step %d to %d | %+.2f%% | | | < 5%% | %s |\n", mem.From, mem.Steps, mem.Growth, yes(mem.Growth < 5))
 	}
+	var dp struct {
+		Results []struct {
+			Shape struct {
+				Name   string  `json:"name"`
+				Params int64   `json:"params"`
+				MiB    float64 `json:"gradient_mib"`
+			} `json:"shape"`
+			One struct {
+				Step float64 `json:"median_step_seconds"`
+			} `json:"one_process"`
+			Two struct {
+				Step      float64 `json:"median_step_seconds"`
+				AllReduce float64 `json:"median_allreduce_seconds"`
+				Share     float64 `json:"allreduce_share_of_step"`
+			} `json:"two_processes"`
+			Speedup float64 `json:"speedup"`
+			LossErr float64 `json:"max_loss_rel_diff"`
+		} `json:"results"`
+	}
+	if ok, err := read(filepath.Join(*dir, "dist.json"), &dp); err != nil {
+		return err
+	} else if ok {
+		for _, r := range dp.Results {
+			fmt.Fprintf(&b, "| data parallel, %s (%.1fM params; loss agrees to %.0e): 2 processes vs 1 on the same cores | %.3f s/step | %.3f s/step (1 process) | %.2fx | none (record) | |\n",
+				r.Shape.Name, float64(r.Shape.Params)/1e6, r.LossErr, r.Two.Step, r.One.Step, r.Speedup)
+			fmt.Fprintf(&b, "| data parallel, %s: allreduce of %.0f MiB of gradients per step (Gloo, loopback) | %.3f s (%.0f%% of the step) | | | | |\n",
+				r.Shape.Name, r.Shape.MiB, r.Two.AllReduce, 100*r.Two.Share)
+		}
+	}
 	if machine != "" {
 		fmt.Fprintf(&b, "\nMachine: %s.\n", machine)
 	}

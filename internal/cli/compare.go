@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,9 @@ decomposition's cost. Writes summary.md, summary.json and quadrant plots to
 			cfg, err := g.loadConfig(cmd, cfgPath, sets)
 			if err != nil {
 				return err
+			}
+			if w := os.Getenv("WORLD_SIZE"); w != "" && w != "1" {
+				return fmt.Errorf("compare runs in one process (WORLD_SIZE=%s): launch its runs with `prism launch -- train` instead", w)
 			}
 			if out == "" {
 				out = cfg.Run.Dir

@@ -65,6 +65,11 @@ func newVersionCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "blas\t%s\n", r.Torch.BLAS)
 			fmt.Fprintf(tw, "threads\t%d intra-op, %d inter-op\n", r.Torch.Threads, r.Torch.InteropThreads)
 			fmt.Fprintf(tw, "gotch\t%d of %d generated functions disabled for this libtorch\n", r.Torch.Disabled, r.Torch.Generated)
+			if r.Torch.Dist != "" {
+				fmt.Fprintf(tw, "distributed\t%s\n", r.Torch.Dist)
+			} else {
+				fmt.Fprintf(tw, "distributed\tnot available: %s\n", r.Torch.DistNote)
+			}
 			return tw.Flush()
 		},
 	}

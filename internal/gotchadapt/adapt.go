@@ -114,7 +114,7 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading gotch source %s: %w", opt.GotchSrc, err)
 	}
-	fp := fingerprint(Version, srcID, lt.Fingerprint(), cxxVersion, opt.OptFlag)
+	fp := fingerprint(Version, srcID, lt.Fingerprint(), cxxVersion, opt.OptFlag, distProbe(lt))
 	dst := filepath.Join(opt.Out, "gotch")
 	if st, err := readStamp(dst); err == nil && st.Fingerprint == fp && complete(dst) {
 		return &Result{Stamp: *st, UpToDate: true, Dir: dst}, nil

@@ -56,6 +56,21 @@ func siblingIncludes(lt *Libtorch) []string {
 	return out
 }
 
+// distProbe describes the headers the shim's configurations depend on
+// beyond libtorch's own (Gloo's, the CUDA runtime's and NCCL's), so that
+// installing them later (apt-get install libgloo-dev) rebuilds the shim.
+func distProbe(lt *Libtorch) string {
+	var b strings.Builder
+	for _, d := range append(append([]string{}, lt.IncludeDirs...), siblingIncludes(lt)...) {
+		for _, h := range []string{"gloo/config.h", "nccl.h", "cuda_runtime_api.h"} {
+			if fi, err := os.Stat(filepath.Join(d, h)); err == nil {
+				fmt.Fprintf(&b, "%s:%d:%d|", filepath.Join(d, h), fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+	}
+	return b.String()
+}
+
 func (v distVariant) source(unavailable string) string {
 	var b strings.Builder
 	for _, d := range v.defines {

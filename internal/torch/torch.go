@@ -51,6 +51,10 @@ type Info struct {
 	InteropThreads int  `json:"interop_threads"`
 	Generated      int  `json:"gotch_generated_functions"`
 	Disabled       int  `json:"gotch_disabled_functions"`
+	// Dist lists the process groups multi-process training can use
+	// ("gloo", "gloo,nccl"); DistNote says why there are none.
+	Dist     string `json:"dist_backends"`
+	DistNote string `json:"dist_note,omitempty"`
 }
 
 // Inspect reports on the running libtorch.
@@ -64,6 +68,8 @@ func Inspect() Info {
 		InteropThreads:  libtch.AtGetNumInteropThreads(),
 		Generated:       libtch.PrismGenerated,
 		Disabled:        len(libtch.PrismDisabled),
+		Dist:            libtch.PrismDistBackends(),
+		DistNote:        libtch.PrismDistNote,
 	}
 	info.CUDAAvailable = libtch.AtcCudaIsAvailable()
 	if info.CUDAAvailable {
