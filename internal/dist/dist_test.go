@@ -99,12 +99,31 @@ func child(spec string) error {
 	port, _ = strconv.Atoi(parts[3])
 	// A 16-byte bucket limit splits the tensors below into several
 	// collectives.
-	g, err := Join(Env{Rank: rank, World: world, Addr: "127.0.0.1", Port: port}, Options{Backend: "gloo", Timeout: 10 * time.Second, BucketBytes: 16})
+	timeout := 10 * time.Second
+	if mode == "hang" {
+		timeout = 2 * time.Second
+	}
+	g, err := Join(Env{Rank: rank, World: world, Addr: "127.0.0.1", Port: port}, Options{Backend: "gloo", Timeout: timeout, BucketBytes: 16})
 	if err != nil {
 		return err
 	}
 	defer g.Close()
 	switch mode {
+	case "hang":
+		if rank == 1 {
+			time.Sleep(8 * time.Second) // alive but not answering
+			return nil
+		}
+		start := time.Now()
+		err := g.AllReduceSum([]*ts.Tensor{ts.MustOfSlice([]float32{1})})
+		if err == nil {
+			return fmt.Errorf("allreduce with a hung peer succeeded")
+		}
+		if d := time.Since(start); d > 6*time.Second {
+			return fmt.Errorf("allreduce with a hung peer failed only after %v (timeout 2s)", d)
+		}
+		fmt.Fprintf(os.Stderr, "hung peer: %v after %v\n", err, time.Since(start).Round(time.Millisecond))
+		return nil
 	case "die":
 		if rank == 1 {
 			os.Exit(3) // a crashed peer
@@ -250,6 +269,16 @@ func TestDeadPeer(t *testing.T) {
 	}
 	if ee, ok := errs[1].(*exec.ExitError); !ok || ee.ExitCode() != 3 {
 		t.Fatalf("rank 1 should have exited 3: %v", errs[1])
+	}
+	t.Log(strings.TrimSpace(outs[0]))
+}
+
+// TestHungPeerTimesOut: a rank that is alive but never joins the
+// collective makes the other fail after the 2s timeout.
+func TestHungPeerTimesOut(t *testing.T) {
+	errs, outs := spawn(t, "hang", 2)
+	if errs[0] != nil {
+		t.Fatalf("rank 0: %v\n%s", errs[0], outs[0])
 	}
 	t.Log(strings.TrimSpace(outs[0]))
 }
