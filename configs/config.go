@@ -128,6 +128,9 @@ type Train struct {
 	CenterRewardsCoef  float64 `mapstructure:"center_rewards_coef" yaml:"center_rewards_coef"`
 	Trainable          string  `mapstructure:"trainable" yaml:"trainable"`
 	TrainableTopLayers int     `mapstructure:"trainable_top_layers" yaml:"trainable_top_layers"`
+	// GradientCheckpointing recomputes each decoder block in the backward
+	// pass instead of keeping its activations.
+	GradientCheckpointing bool `mapstructure:"gradient_checkpointing" yaml:"gradient_checkpointing"`
 }
 
 // Eval holds the held-out evaluation settings.

@@ -263,12 +263,35 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 // every position). For a model of L blocks that saves nearly 1/L of the
 // work, forward and backward, with the same result.
 func (m *RewardModel) hidden(s *scope, b *Batch, lastOnly bool) (h, mask *ts.Tensor) {
+	tb := m.tables(s, b, lastOnly)
+	h = s.t(ts.Embedding(m.embed, tb.ids, -1, false, false)) // [B,T,D]
+	for i, bl := range m.blocks {
+		if lastOnly && i == len(m.blocks)-1 {
+			h = m.lastBlock(s, bl, h, tb)
+			break
+		}
+		h = m.block(s, bl, h, tb)
+	}
+	return m.rmsNorm(s, h, m.norm), tb.mask
+}
+
+// tables are what every block of one forward pass shares: the token ids,
+// mask, rotary tables and attention mask of a batch.
+type tables struct {
+	ids, mask            *ts.Tensor
+	last                 *ts.Tensor // [B], the last real token of each row (lastOnly)
+	cosQ, sinQ, cos, sin *ts.Tensor
+	blocked              *ts.Tensor // [B,1,1,T,T]
+	B, T, H, KV, hd, rep int64
+}
+
+func (m *RewardModel) tables(s *scope, b *Batch, lastOnly bool) *tables {
 	c := m.Config
 	B, T := int64(b.B), int64(b.T)
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
 
 	ids := s.t(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
-	mask = s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
+	mask := s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
 	if m.device != gotch.CPU {
 		ids = s.t(ids.To(m.device, false))
 		mask = s.t(mask.To(m.device, false))
@@ -310,54 +333,55 @@ func (m *RewardModel) hidden(s *scope, b *Batch, lastOnly bool) (h, mask *ts.Ten
 	keyOK := s.t(s.t(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
 	allowed = s.t(allowed.View([]int64{1, 1, 1, T, T}, false))
 	blocked := s.t(s.t(allowed.LogicalAnd(keyOK, false)).LogicalNot(false)) // [B,1,1,T,T]
+	return &tables{ids: ids, mask: mask, last: last, cosQ: cosQ, sinQ: sinQ, cos: cos, sin: sin, blocked: blocked,
+		B: B, T: T, H: H, KV: KV, hd: hd, rep: H / KV}
+}
+
+// block runs one decoder block over every position of h [B,T,D].
+func (m *RewardModel) block(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
+	c := m.Config
+	B, T, H, KV, hd, rep := tb.B, tb.T, tb.H, tb.KV, tb.hd, tb.rep
+	cosQ, sinQ, cos, sin, blocked := tb.cosQ, tb.sinQ, tb.cos, tb.sin, tb.blocked
 	minVal := f(-math.MaxFloat32)
-	rep := H / KV
+	// One matmul for q, k and v and one for gate and up: fewer, wider
+	// GEMMs run faster than three narrow ones (the weights are joined
+	// per forward; autograd splits their gradients back).
+	x := m.rmsNorm(s, h, bl.attnNorm)
+	qkv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.q, bl.k, bl.v}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
+	q := s.t(s.t(s.t(qkv.Narrow(-1, 0, H*hd, false)).Reshape([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
+	k := s.t(s.t(s.t(qkv.Narrow(-1, H*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	v := s.t(s.t(s.t(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	q = rope(s, q, cosQ, sinQ, hd)
+	k = rope(s, k, cos, sin, hd)
+	// Grouped-query attention without repeating keys and values: the
+	// rep query heads that share a key/value head are stacked along the
+	// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
+	// matmuls instead of B*H small ones.
+	qg := s.t(q.Reshape([]int64{B, KV, rep * T, hd}, false))
+	scores := s.t(qg.Matmul(s.t(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
+	scores = s.t(scores.View([]int64{B, KV, rep, T, T}, false))
+	check(scores.MaskedFill_(blocked, minVal))
+	probs := s.t(scores.Softmax(-1, gotch.Float, false))
+	probs = s.t(probs.View([]int64{B, KV, rep * T, T}, false))
+	att := s.t(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
+	att = s.t(s.t(s.t(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
+	h = s.t(h.Add(s.t(ts.Linear(att, bl.o, ts.None)), false))
 
-	h = s.t(ts.Embedding(m.embed, ids, -1, false, false)) // [B,T,D]
-	for i, bl := range m.blocks {
-		if lastOnly && i == len(m.blocks)-1 {
-			h = m.lastBlock(s, bl, h, last, cosQ, sinQ, cos, sin, blocked)
-			break
-		}
-		// One matmul for q, k and v and one for gate and up: fewer, wider
-		// GEMMs run faster than three narrow ones (the weights are joined
-		// per forward; autograd splits their gradients back).
-		x := m.rmsNorm(s, h, bl.attnNorm)
-		qkv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.q, bl.k, bl.v}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
-		q := s.t(s.t(s.t(qkv.Narrow(-1, 0, H*hd, false)).Reshape([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
-		k := s.t(s.t(s.t(qkv.Narrow(-1, H*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
-		v := s.t(s.t(s.t(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
-		q = rope(s, q, cosQ, sinQ, hd)
-		k = rope(s, k, cos, sin, hd)
-		// Grouped-query attention without repeating keys and values: the
-		// rep query heads that share a key/value head are stacked along the
-		// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
-		// matmuls instead of B*H small ones.
-		qg := s.t(q.Reshape([]int64{B, KV, rep * T, hd}, false))
-		scores := s.t(qg.Matmul(s.t(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
-		scores = s.t(scores.View([]int64{B, KV, rep, T, T}, false))
-		check(scores.MaskedFill_(blocked, minVal))
-		probs := s.t(scores.Softmax(-1, gotch.Float, false))
-		probs = s.t(probs.View([]int64{B, KV, rep * T, T}, false))
-		att := s.t(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
-		att = s.t(s.t(s.t(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
-		h = s.t(h.Add(s.t(ts.Linear(att, bl.o, ts.None)), false))
-
-		x = m.rmsNorm(s, h, bl.mlpNorm)
-		F := int64(c.IntermediateSize)
-		gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.gate, bl.up}, 0)), ts.None)) // [B,T,2F]
-		gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
-		up := s.t(gu.Narrow(-1, F, F, false))
-		h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
-	}
-	return m.rmsNorm(s, h, m.norm), mask
+	x = m.rmsNorm(s, h, bl.mlpNorm)
+	F := int64(c.IntermediateSize)
+	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.gate, bl.up}, 0)), ts.None)) // [B,T,2F]
+	gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
+	up := s.t(gu.Narrow(-1, F, F, false))
+	h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
+	return h
 }
 
 // lastBlock runs the final decoder block for one query per row, the token
 // at last [B]: keys and values come from every position of h [B,T,D]; the
 // result is [B,1,D].
-func (m *RewardModel) lastBlock(s *scope, bl block, h, last, cosQ, sinQ, cos, sin, blocked *ts.Tensor) *ts.Tensor {
+func (m *RewardModel) lastBlock(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
 	c := m.Config
+	last, cosQ, sinQ, cos, sin, blocked := tb.last, tb.cosQ, tb.sinQ, tb.cos, tb.sin, tb.blocked
 	sz, err := h.Size()
 	check(err)
 	B, T := sz[0], sz[1]

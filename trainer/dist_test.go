@@ -349,3 +349,24 @@ func TestDataParallelPeerDeath(t *testing.T) {
 		t.Errorf("a failed run left a final model")
 	}
 }
+
+// TestGradientCheckpointingSameRun: a run with per-block gradient
+// checkpointing ends with the weights of one without, bit for bit, and
+// may switch it on when resuming.
+func TestGradientCheckpointingSameRun(t *testing.T) {
+	plain := dpConfig(t, filepath.Join(t.TempDir(), "plain"))
+	trainAlone(t, plain, "")
+	ck := dpConfig(t, filepath.Join(t.TempDir(), "ck"))
+	b, err := os.ReadFile(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ck, []byte(strings.Replace(string(b), "train:\n", "train:\n  gradient_checkpointing: true\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trainAlone(t, ck, "")
+	if !bytes.Equal(finalWeights(t, filepath.Join(filepath.Dir(plain), "run")), finalWeights(t, filepath.Join(filepath.Dir(ck), "run"))) {
+		d, where := weightDiff(t, filepath.Join(filepath.Dir(plain), "run"), filepath.Join(filepath.Dir(ck), "run"))
+		t.Fatalf("weights differ with gradient checkpointing: %.3g in %s", d, where)
+	}
+}

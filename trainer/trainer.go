@@ -483,6 +483,9 @@ func sameRun(saved, current string) error {
 				cur = strings.TrimSuffix(l, ":")
 				continue
 			}
+			if cur == "train" && strings.HasPrefix(l, "  gradient_checkpointing:") {
+				continue // memory, not results: may change on resume
+			}
 			out[cur] += l + "\n"
 		}
 		return out
@@ -753,72 +756,77 @@ func (r *run) pairLoss(pairs []data.Pair, weight float64, backward bool) (loss f
 	for _, v := range batch.Mask {
 		tokens += v
 	}
+	var tensors []*ts.Tensor
+	defer func() { dropAll(tensors) }()
+	// lossOf turns the rewards into the weighted Bradley-Terry loss and
+	// reads the loss value and the ranking out of them.
+	lossOf := func(rewards *ts.Tensor) (l *ts.Tensor, err error) {
+		keep := func(t *ts.Tensor, e error) *ts.Tensor {
+			if e != nil && err == nil {
+				err = e
+			}
+			if t != nil {
+				tensors = append(tensors, t)
+			}
+			return t
+		}
+		rc := keep(rewards.Narrow(0, 0, int64(b), false))
+		rr := keep(rewards.Narrow(0, int64(b), int64(b), false))
+		diff := keep(rc.Sub(rr, false))
+		if err != nil {
+			return nil, err
+		}
+		if r.cfg.Train.UseMargin {
+			mt := keep(ts.OfSlice(margins))
+			diff = keep(diff.Sub(mt, false))
+		}
+		l = keep(keep(keep(diff.LogSigmoid(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(-weight), false))
+		if coef := r.cfg.Train.CenterRewardsCoef; coef > 0 {
+			sum := keep(rc.Add(rr, false))
+			center := keep(keep(keep(sum.Square(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(coef*weight), false))
+			l = keep(l.Add(center, false))
+		}
+		if err != nil {
+			return nil, err
+		}
+		lv, err := models.Float64s(l)
+		if err != nil {
+			return nil, err
+		}
+		loss = lv[0]
+		rcv, err := models.Float64s(rc)
+		if err != nil {
+			return nil, err
+		}
+		rrv, err := models.Float64s(rr)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rcv {
+			if rcv[i] > rrv[i] { // a tie counts as wrong
+				correct++
+			}
+		}
+		if r.poisoned {
+			l = keep(l.MulScalar(ts.FloatScalar(math.NaN()), false))
+			if err != nil {
+				return nil, err
+			}
+			loss = math.NaN()
+		}
+		return l, nil
+	}
+	if backward {
+		err = r.model.ForwardBackward(batch, r.cfg.Train.GradientCheckpointing, lossOf)
+		return loss, correct, tokens, err
+	}
 	rewards, err := r.model.Forward(batch)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	var tensors []*ts.Tensor
-	defer func() { dropAll(tensors) }()
-	keep := func(t *ts.Tensor, e error) *ts.Tensor {
-		if e != nil && err == nil {
-			err = e
-		}
-		if t != nil {
-			tensors = append(tensors, t)
-		}
-		return t
-	}
-	keep(rewards, nil)
-	rc := keep(rewards.Narrow(0, 0, int64(b), false))
-	rr := keep(rewards.Narrow(0, int64(b), int64(b), false))
-	diff := keep(rc.Sub(rr, false))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	if r.cfg.Train.UseMargin {
-		mt := keep(ts.OfSlice(margins))
-		diff = keep(diff.Sub(mt, false))
-	}
-	l := keep(keep(keep(diff.LogSigmoid(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(-weight), false))
-	if coef := r.cfg.Train.CenterRewardsCoef; coef > 0 {
-		sum := keep(rc.Add(rr, false))
-		center := keep(keep(keep(sum.Square(false)).Mean(gotch.Float, false)).MulScalar(ts.FloatScalar(coef*weight), false))
-		l = keep(l.Add(center, false))
-	}
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	lv, err := models.Float64s(l)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	loss = lv[0]
-	rcv, err := models.Float64s(rc)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	rrv, err := models.Float64s(rr)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for i := range rcv {
-		if rcv[i] > rrv[i] { // a tie counts as wrong
-			correct++
-		}
-	}
-	if r.poisoned {
-		l = keep(l.MulScalar(ts.FloatScalar(math.NaN()), false))
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		loss = math.NaN()
-	}
-	if backward {
-		if err := l.Backward(); err != nil {
-			return 0, 0, 0, err
-		}
-	}
-	return loss, correct, tokens, nil
+	defer rewards.Drop()
+	_, err = lossOf(rewards)
+	return loss, correct, tokens, err
 }
 
 // evaluate scores the held-out pairs.

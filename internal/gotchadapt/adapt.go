@@ -31,7 +31,7 @@ import (
 
 // Version changes whenever the adaptation's output would change, so that
 // old build folders are rebuilt.
-const Version = "6"
+const Version = "7"
 
 // GotchVersion is the gotch release the adaptation is written for.
 const GotchVersion = "v0.9.1"
@@ -382,6 +382,22 @@ func patchGo(root string) error {
 		}
 		s = strings.Replace(s, x.old, x.new, 1)
 	}
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		return err
+	}
+	// AtGradSetEnabled reads its 4-byte C int result as an 8-byte Go int,
+	// so the previous grad mode it reports is garbage and GradSetEnabled
+	// says "disabled" whatever the state was: nothing could restore it.
+	p = filepath.Join(root, "libtch", "tensor.go")
+	if b, err = os.ReadFile(p); err != nil {
+		return err
+	}
+	s = string(b)
+	old := "\tcretVal := C.at_grad_set_enabled(cbool)\n\treturn *(*int)(unsafe.Pointer(&cretVal))\n"
+	if !strings.Contains(s, old) {
+		return fmt.Errorf("%s: expected text not found (not gotch %s?): %q", p, GotchVersion, old)
+	}
+	s = strings.Replace(s, old, "\tcretVal := C.at_grad_set_enabled(cbool)\n\treturn int(cretVal)\n", 1)
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		return err
 	}

@@ -1,0 +1,115 @@
+package models
+
+import (
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// LossFunc turns a batch's rewards [B] into the scalar to minimise.
+type LossFunc func(rewards *ts.Tensor) (*ts.Tensor, error)
+
+// ForwardBackward runs the forward pass of b, hands the rewards to loss
+// and backpropagates the scalar it returns into the parameters' gradients.
+//
+// With checkpoint set it does so with gradient checkpointing per decoder
+// block: the forward pass runs without autograd and keeps only each
+// block's input; the backward pass then recomputes one block at a time,
+// in reverse order, with autograd, and pushes the gradient arriving at
+// its output through it (as the gradient of sum(output * grad_output)).
+// Activation memory drops from every block's intermediates to one block's
+// plus the blocks' inputs, for about one extra forward pass. gotch has no
+// custom autograd functions, hence the explicit loop.
+func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) (err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if !checkpoint {
+		rewards, err := m.Forward(b)
+		if err != nil {
+			return err
+		}
+		defer rewards.Drop()
+		l, err := loss(rewards)
+		if err != nil {
+			return err
+		}
+		return l.Backward()
+	}
+	if err := b.Validate(m.Config.VocabSize); err != nil {
+		return err
+	}
+	s := &scope{}
+	defer s.release()
+	defer catch(&err, "reward model forward and backward (gradient checkpointing)")
+
+	tb := m.tables(s, b, true)
+	L := len(m.blocks)
+	// inputs[i] is block i's input; inputs[0] the embeddings.
+	inputs := make([]*ts.Tensor, L)
+	withoutGrad(func() {
+		h := s.t(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		for i := 0; i < L-1; i++ {
+			inputs[i] = h
+			bs := &scope{}
+			h = m.block(bs, m.blocks[i], h, tb)
+			bs.release(h)
+			s.tensors = append(s.tensors, h)
+		}
+		inputs[L-1] = h
+	})
+
+	// The last block, the final norm and the head, with autograd, then
+	// the loss's backward: this fills their gradients and the gradient
+	// arriving at the last block's input.
+	x := leaf(s, inputs[L-1])
+	hs := &scope{}
+	func() {
+		defer hs.release()
+		h := m.lastBlock(hs, m.blocks[L-1], x, tb)
+		h = m.rmsNorm(hs, h, m.norm)
+		B, D := tb.B, int64(m.Config.HiddenSize)
+		r := hs.t(ts.Linear(hs.t(h.View([]int64{B, D}, false)), m.score, ts.None))
+		rewards := hs.t(r.View([]int64{B}, false))
+		l, err := loss(rewards)
+		check(err)
+		check(l.Backward())
+	}()
+	g := s.t(x.Grad(false))
+
+	for i := L - 2; i >= 0; i-- {
+		x := leaf(s, inputs[i])
+		bs := &scope{}
+		func() {
+			defer bs.release()
+			y := m.block(bs, m.blocks[i], x, tb)
+			check(bs.t(bs.t(y.Mul(g, false)).Sum(gotch.Float, false)).Backward())
+		}()
+		g = s.t(x.Grad(false))
+	}
+	if m.embed.MustRequiresGrad() {
+		e := s.t(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		check(s.t(s.t(e.Mul(g, false)).Sum(gotch.Float, false)).Backward())
+	}
+	return nil
+}
+
+// leaf returns a copy of x cut from any graph that records its gradient.
+func leaf(s *scope, x *ts.Tensor) *ts.Tensor {
+	d := s.t(x.Detach(false))
+	r, err := d.SetRequiresGrad(true, false)
+	check(err)
+	if r != d {
+		r.Drop() // the same tensor; only the handle is new
+	}
+	return d
+}
+
+// withoutGrad runs fn with autograd off and restores it even when fn
+// panics (gotch's NoGrad does not).
+func withoutGrad(fn func()) {
+	prev, err := ts.GradSetEnabled(false)
+	check(err)
+	defer ts.GradSetEnabled(prev)
+	fn()
+}
