@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"prism/configs"
 	"prism/data"
@@ -19,6 +20,7 @@ import (
 type Plan struct {
 	Model          *models.Config
 	Params         int64
+	Trained        int64
 	TrainPairs     int // -1 when the data file is not there to count
 	Steps          int
 	BytesWeights   int64
@@ -29,6 +31,80 @@ type Plan struct {
 	Recomputes, SequencesPerRecompute int
 	ScoreFLOPs                        float64
 	TrainFLOPs                        float64
+	// Memory is the training memory estimate; see MemoryPlan.
+	Memory MemoryPlan
+}
+
+// MemoryPlan estimates the memory of one training process (every rank of
+// a data-parallel run holds the same) in bytes, fp32 throughout as prism
+// trains today: weights 4 bytes per parameter, gradients 4 and AdamW's two
+// moments 8 per trained parameter, and the activations autograd keeps for
+// one micro-batch of max_length tokens.
+type MemoryPlan struct {
+	// Static is weights + gradients + optimizer state.
+	Static int64
+	// Activations without and with gradient checkpointing per block.
+	Activations, ActivationsCheckpointed int64
+	// Checkpointing says which of the two the configuration uses.
+	Checkpointing bool
+	// LoRA is the same run as rank-16 LoRA adapters on every attention
+	// and MLP projection plus the full score head, for comparison (prism
+	// does not train LoRA adapters yet).
+	LoRAParams, LoRAStatic int64
+	// MicroBatch (pairs) and MaxLength (tokens) size the activations.
+	MicroBatch, MaxLength int
+	// Device is what the plan is checked against and DeviceBytes its
+	// memory (0: unknown).
+	Device      string
+	DeviceBytes int64
+}
+
+// Total is what the configured run needs.
+func (m MemoryPlan) Total() int64 {
+	if m.Checkpointing {
+		return m.Static + m.ActivationsCheckpointed
+	}
+	return m.Static + m.Activations
+}
+
+// activationBytes estimates what autograd keeps for one decoder layer per
+// token, fp32, on prism's explicit attention path: the layer input and
+// normed input, q, k and v, the attention output, the second norm's input
+// and output (5h + 2kv), the MLP's gate, up, silu(gate) and product (4f),
+// and the attention scores and probabilities of the token's row (2 heads
+// x T). It is an estimate: libtorch may keep a little more or less.
+func activationBytes(c *models.Config, T int64) (perLayerPerToken int64) {
+	h := int64(c.NumAttentionHeads * c.HeadDim)
+	kv := int64(c.NumKeyValueHeads * c.HeadDim)
+	d, f := int64(c.HiddenSize), int64(c.IntermediateSize)
+	return 4 * (3*d + 2*h + 2*kv + 4*f + 2*int64(c.NumAttentionHeads)*T)
+}
+
+// planMemory fills the memory estimate of a run of mc under cfg.
+func planMemory(mc *models.Config, cfg *configs.Config, params, trained int64) MemoryPlan {
+	tr := cfg.Train
+	T := int64(cfg.Data.MaxLength)
+	tokens := 2 * int64(tr.MicroBatch()) * T // chosen and rejected rows
+	L, d := int64(mc.NumHiddenLayers), int64(mc.HiddenSize)
+	layer := activationBytes(mc, T) * tokens
+	m := MemoryPlan{
+		Static:        4*params + 12*trained,
+		Activations:   L*layer + 4*d*tokens,
+		Checkpointing: tr.GradientCheckpointing,
+		MicroBatch:    tr.MicroBatch(),
+		MaxLength:     int(T),
+	}
+	// Checkpointing keeps each block's input and the gradient arriving at
+	// it, and one block's activations while it is recomputed.
+	m.ActivationsCheckpointed = 2*L*4*d*tokens + layer
+	const r = 16
+	h := int64(mc.NumAttentionHeads * mc.HeadDim)
+	kv := int64(mc.NumKeyValueHeads * mc.HeadDim)
+	f := int64(mc.IntermediateSize)
+	perLayer := r * ((d + h) + 2*(d+kv) + (h + d) + 2*(d+f) + (f + d))
+	m.LoRAParams = L*perLayer + d
+	m.LoRAStatic = 4*params + 16*m.LoRAParams
+	return m
 }
 
 // MakePlan resolves cfg into a plan. The model's config.json must be
@@ -61,13 +137,27 @@ func MakePlan(cfg *configs.Config) (*Plan, error) {
 		p.Steps = cfg.Train.Epochs * data.StepsPerEpoch(p.TrainPairs, cfg.Train.BatchSize)
 	}
 	trained := p.Params
-	if cfg.Train.Trainable == "head" {
+	switch cfg.Train.Trainable {
+	case "head":
 		trained = int64(mc.HiddenSize)
+	case "top_layers":
+		top := models.Config{}
+		top = *mc
+		top.NumHiddenLayers = min(cfg.Train.TrainableTopLayers, mc.NumHiddenLayers)
+		// The top blocks, the final norm and the head.
+		trained = top.ParamCount() - int64(mc.VocabSize)*int64(mc.HiddenSize)
 	}
+	p.Trained = trained
 	// fp32 weights; fp32 gradients and two fp32 AdamW moments for what trains.
 	p.BytesWeights = 4 * p.Params
 	p.BytesGrads = 4 * trained
 	p.BytesOptimizer = 8 * trained
+	p.Memory = planMemory(mc, cfg, p.Params, trained)
+	// prism trains on the CPU today: the device is this machine's memory.
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err == nil {
+		p.Memory.Device, p.Memory.DeviceBytes = "this machine's memory (prism trains on the CPU)", int64(si.Totalram)*int64(si.Unit)
+	}
 	tokensPerStep := float64(2*cfg.Train.BatchSize) * float64(cfg.Data.MaxLength)
 	// 6 FLOPs per parameter per token for forward and backward (an upper
 	// bound with padding to max_length; attention's quadratic part is left
@@ -110,7 +200,12 @@ func countLines(path string) (int, error) {
 
 // Write prints the plan for people.
 func (p *Plan) Write(w io.Writer) {
-	gib := func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+	gib := func(b int64) string {
+		if b < 1<<30 {
+			return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+		}
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	}
 	fmt.Fprintf(w, "model        %s\n", p.Model.Describe())
 	fmt.Fprintf(w, "parameters   %d (%.2fB)\n", p.Params, float64(p.Params)/1e9)
 	fmt.Fprintf(w, "memory       weights %s + gradients %s + AdamW moments %s = %s before activations (fp32)\n",
@@ -125,9 +220,71 @@ func (p *Plan) Write(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "steps        unknown\n")
 	}
+	p.writeMemory(w, gib)
 	if p.Recomputes > 0 {
 		share := p.ScoreFLOPs / (p.ScoreFLOPs + p.TrainFLOPs)
 		fmt.Fprintf(w, "decomposition %d recomputes x %d sequences scored (%.3g FLOPs, about %.0f%% of the run's compute)\n",
 			p.Recomputes, p.SequencesPerRecompute, p.ScoreFLOPs, 100*share)
 	}
+}
+
+// writeMemory prints the memory plan against the device.
+func (p *Plan) writeMemory(w io.Writer, gib func(int64) string) {
+	m := p.Memory
+	fmt.Fprintf(w, "activations  %s per micro-batch (%d pairs x %d tokens, explicit attention), %s with gradient checkpointing; estimates\n",
+		gib(m.Activations), m.MicroBatch, m.MaxLength, gib(m.ActivationsCheckpointed))
+	dev := m.Device + ", memory unknown"
+	if m.DeviceBytes > 0 {
+		dev = fmt.Sprintf("%s, %s", m.Device, gib(m.DeviceBytes))
+	}
+	fmt.Fprintf(w, "fits?        against %s:\n", dev)
+	mark := func(on bool) string {
+		if on {
+			return "  <- this run"
+		}
+		return ""
+	}
+	rows := []struct {
+		name string
+		need int64
+		this bool
+	}{
+		{"full fine-tuning", m.Static + m.Activations, !m.Checkpointing},
+		{"full fine-tuning, gradient checkpointing", m.Static + m.ActivationsCheckpointed, m.Checkpointing},
+		{fmt.Sprintf("LoRA r=16, every projection (%.1fM trained; not in prism yet), checkpointing", float64(m.LoRAParams)/1e6), m.LoRAStatic + m.ActivationsCheckpointed, false},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-86s %10s  %s%s\n", r.name, gib(r.need), fits(r.need, m.DeviceBytes), mark(r.this))
+	}
+}
+
+func fits(need, have int64) string {
+	switch {
+	case have <= 0:
+		return "unknown"
+	case need <= have:
+		return "fits"
+	default:
+		return fmt.Sprintf("does not fit (%.2fx)", float64(need)/float64(have))
+	}
+}
+
+// CheckMemory refuses a run whose weights, gradients and optimizer state
+// alone exceed the device's memory: it cannot start, and saying so now
+// beats an out-of-memory error after the model has loaded. Activations
+// are an estimate, so exceeding with them is left to the caller to warn.
+func (p *Plan) CheckMemory() error {
+	m := p.Memory
+	if m.DeviceBytes <= 0 || m.Static <= m.DeviceBytes {
+		return nil
+	}
+	g := func(b int64) float64 { return float64(b) / (1 << 30) }
+	return fmt.Errorf("this run needs %.1f GiB for weights, gradients and AdamW state (fp32, %d parameters, %d trained) before any activations, and %s has %.1f GiB: train fewer parameters (train.trainable: top_layers or head), a smaller model, or more memory (prism train --dry-run shows the plan)",
+		g(m.Static), p.Params, p.Trained, m.Device, g(m.DeviceBytes))
+}
+
+// SetDevice checks the plan against a device of the given memory instead
+// (planning a run for another machine).
+func (p *Plan) SetDevice(name string, bytes int64) {
+	p.Memory.Device, p.Memory.DeviceBytes = name, bytes
 }

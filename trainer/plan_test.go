@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"prism/configs"
+	"prism/models"
 )
 
 // TestPaperConfigsDryRun: the paper-scale experiment files load, validate
@@ -66,5 +67,65 @@ func TestPlanCountsToy(t *testing.T) {
 	// Recomputes at steps 40, 100, 160, 220 over 1800 pairs x 2 x (4+1).
 	if p.Recomputes != 4 || p.SequencesPerRecompute != 18000 {
 		t.Fatalf("recomputes %d x %d", p.Recomputes, p.SequencesPerRecompute)
+	}
+}
+
+// TestMemoryPlan: full fine-tuning of Llama-3-8B with fp32 AdamW needs
+// 16 bytes per parameter, which no 80 GiB device holds, so the run is
+// refused before it starts; the same run as LoRA would fit its weights
+// and optimizer state; checkpointing cuts the activations.
+func TestMemoryPlan(t *testing.T) {
+	cfg, err := configs.Load(filepath.Join("..", "experiments", "paper", "llama3-8b-instruct-vanilla.yaml"),
+		[]string{"model.path=testdata/llama-3-8b", "data.max_length=2048"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := MakePlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetDevice("an 80 GiB GPU", 80<<30)
+	m := p.Memory
+	if m.Static != 16*p.Params {
+		t.Errorf("static %d bytes, want 16 per parameter (%d)", m.Static, 16*p.Params)
+	}
+	err = p.CheckMemory()
+	if err == nil || !strings.Contains(err.Error(), "111.8 GiB") || !strings.Contains(err.Error(), "80.0 GiB") {
+		t.Fatalf("CheckMemory = %v, want a refusal naming 111.8 GiB and 80.0 GiB", err)
+	}
+	if m.LoRAStatic >= 80<<30 || m.LoRAParams < 40e6 || m.LoRAParams > 45e6 {
+		t.Errorf("LoRA: %d params, %d bytes", m.LoRAParams, m.LoRAStatic)
+	}
+	if !(m.ActivationsCheckpointed*4 < m.Activations) {
+		t.Errorf("checkpointing keeps %d of %d activation bytes", m.ActivationsCheckpointed, m.Activations)
+	}
+	var b bytes.Buffer
+	p.Write(&b)
+	for _, w := range []string{"an 80 GiB GPU, 80.0 GiB", "does not fit", "<- this run", "LoRA r=16"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("plan lacks %q:\n%s", w, b.String())
+		}
+	}
+
+	// The toy run fits this machine.
+	toy, err := configs.Load(filepath.Join("..", "experiments", "toy", "length-bias.yaml"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := MakePlan(toy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.CheckMemory(); err != nil || tp.Memory.DeviceBytes <= 0 {
+		t.Errorf("toy run: %v (device %d bytes)", err, tp.Memory.DeviceBytes)
+	}
+}
+
+// TestActivationEstimate checks the per-token, per-layer estimate by hand
+// for a small shape: fp32, 3d + 2h + 2kv + 4f + 2·heads·T elements.
+func TestActivationEstimate(t *testing.T) {
+	c := &models.Config{HiddenSize: 128, IntermediateSize: 344, NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 32}
+	if got, want := activationBytes(c, 512), int64(4*(3*128+2*128+2*64+4*344+2*4*512)); got != want {
+		t.Fatalf("got %d, want %d", got, want)
 	}
 }

@@ -49,10 +49,12 @@ func joinFromEnv(cmd *cobra.Command, g *globals, cfg *configs.Config) (*dist.Gro
 
 func newTrainCmd(g *globals) *cobra.Command {
 	var (
-		cfgPath string
-		resume  string
-		sets    []string
-		dryRun  bool
+		cfgPath      string
+		resume       string
+		sets         []string
+		dryRun       bool
+		memGiB       float64
+		ignoreMemory bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train [--config F.yaml]",
@@ -72,13 +74,28 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 			if err != nil {
 				return err
 			}
+			plan, err := trainer.MakePlan(cfg)
+			if err != nil && dryRun {
+				return err
+			}
+			if err == nil && memGiB > 0 {
+				plan.SetDevice("a device given by --memory-gib", int64(memGiB*(1<<30)))
+			}
 			if dryRun {
-				plan, err := trainer.MakePlan(cfg)
-				if err != nil {
-					return err
-				}
 				plan.Write(cmd.OutOrStdout())
 				return nil
+			}
+			// A run that cannot fit is refused before anything loads; the
+			// plan only needs config.json, so failing to make it is left
+			// to the run itself to report.
+			if err == nil && !ignoreMemory {
+				if err := plan.CheckMemory(); err != nil {
+					return fmt.Errorf("%w (--ignore-memory-plan runs it anyway)", err)
+				}
+				if m := plan.Memory; m.DeviceBytes > 0 && m.Total() > m.DeviceBytes {
+					g.logger.Warn("the estimated memory of this run exceeds the device's; lower train.micro_batch_size or data.max_length, or set train.gradient_checkpointing",
+						"estimate_gib", float64(m.Total())/(1<<30), "device_gib", float64(m.DeviceBytes)/(1<<30))
+				}
 			}
 			group, err := joinFromEnv(cmd, g, cfg)
 			if err != nil {
@@ -115,6 +132,8 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 	cmd.Flags().StringVar(&cfgPath, "config", "", "experiment YAML file (default: the embedded defaults)")
 	cmd.Flags().StringVar(&resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the resolved plan (model shape, parameters, memory, steps, decomposition cost) and exit; needs config.json, not the weights")
+	cmd.Flags().Float64Var(&memGiB, "memory-gib", 0, "check the memory plan against a device of this many GiB (default: this machine's memory)")
+	cmd.Flags().BoolVar(&ignoreMemory, "ignore-memory-plan", false, "start even when weights, gradients and optimizer state exceed the device's memory")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
 	return cmd
 }

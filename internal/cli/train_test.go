@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -34,4 +35,26 @@ func TestFailedRunLeavesNothing(t *testing.T) {
 		t.Errorf("a folder that existed before the run was removed: %v", err)
 	}
 
+}
+
+// TestTrainRefusesWhatCannotFit: full fine-tuning of an 8B model on an 80
+// GiB device is refused before anything loads (the model folder holds
+// only config.json), with the numbers; --ignore-memory-plan goes on (and
+// then fails on the missing weights).
+func TestTrainRefusesWhatCannotFit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join("..", "..", "experiments", "paper", "llama3-8b-instruct-vanilla.yaml")
+	model := filepath.Join("..", "..", "trainer", "testdata", "llama-3-8b")
+	args := []string{"train", "--config", cfg, "--set", "model.path=" + model, "--set", "run.dir=" + filepath.Join(dir, "run"), "--memory-gib", "80"}
+	_, _, err := run(t, args...)
+	if err == nil || !strings.Contains(err.Error(), "111.8 GiB") || !strings.Contains(err.Error(), "--ignore-memory-plan") {
+		t.Fatalf("err = %v, want the memory refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); !os.IsNotExist(err) {
+		t.Errorf("the refused run created its folder (%v)", err)
+	}
+	_, _, err = run(t, append(args, "--ignore-memory-plan")...)
+	if err == nil || strings.Contains(err.Error(), "111.8 GiB") {
+		t.Fatalf("with --ignore-memory-plan: err = %v, want a later failure", err)
+	}
 }
