@@ -13,7 +13,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -105,6 +105,17 @@ docker-cuda:
 		--build-arg LIBTORCH_SHA256=$(LIBTORCH_CUDA_SHA256) \
 		--build-arg GO_VERSION=$(GO_VERSION) \
 		-t prism:cuda .
+
+# vendor makes the tree build with no network (an air-gapped GPU box):
+# every module in vendor/, plus the whole pristine gotch module in
+# vendor/.gotch-pristine for the adapter. There, with Go and libtorch:
+#   GOFLAGS=-mod=vendor GOPROXY=off make setup build LIBTORCH=python
+vendor:
+	GOWORK=off $(GO) mod vendor
+	rm -rf vendor/.gotch-pristine
+	cp -r "$$(GOWORK=off $(GO) mod download -json github.com/sugarme/gotch | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" vendor/.gotch-pristine
+	chmod -R u+w vendor/.gotch-pristine
+	@echo "vendor: done; build offline with GOFLAGS=-mod=vendor GOPROXY=off make setup build"
 
 clean:
 	rm -rf $(BUILD) bin go.work go.work.sum

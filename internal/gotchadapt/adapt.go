@@ -656,6 +656,9 @@ func b2i(b bool) int {
 
 // copyTree copies a module folder; files come out writable (the module
 // cache is read-only).
+// CopyTree copies the regular files and folders under src into dst.
+func CopyTree(src, dst string) error { return copyTree(src, dst) }
+
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
