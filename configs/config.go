@@ -131,6 +131,12 @@ type Train struct {
 	// GradientCheckpointing recomputes each decoder block in the backward
 	// pass instead of keeping its activations.
 	GradientCheckpointing bool `mapstructure:"gradient_checkpointing" yaml:"gradient_checkpointing"`
+	// LoRA: adapters of rank LoRARank (0: off) on LoRATargets, scaled by
+	// LoRAAlpha/LoRARank; the score head trains in full.
+	LoRARank    int      `mapstructure:"lora_rank" yaml:"lora_rank"`
+	LoRAAlpha   float64  `mapstructure:"lora_alpha" yaml:"lora_alpha"`
+	LoRADropout float64  `mapstructure:"lora_dropout" yaml:"lora_dropout"`
+	LoRATargets []string `mapstructure:"lora_targets" yaml:"lora_targets"`
 }
 
 // Eval holds the held-out evaluation settings.

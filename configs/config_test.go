@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -128,7 +129,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resolved config does not load back: %v\n%s", err, b)
 	}
-	if *c2 != *c {
+	if !reflect.DeepEqual(c2, c) {
 		t.Fatalf("round trip changed the config:\n%+v\n%+v", c, c2)
 	}
 }

@@ -146,6 +146,22 @@ func (c *Config) Validate() error {
 	nonNegative("checkpoint.every", c.Checkpoint.Every)
 	positive("checkpoint.keep", c.Checkpoint.Keep)
 
+	nonNegative("train.lora_rank", c.Train.LoRARank)
+	if c.Train.LoRARank > 0 {
+		finite("train.lora_alpha", c.Train.LoRAAlpha, 0, math.MaxFloat32, true, false)
+		if c.Train.LoRADropout != 0 {
+			bad("train.lora_dropout", "must be 0: LoRA dropout is not implemented (it would make resume inexact), got %g", c.Train.LoRADropout)
+		}
+		if len(c.Train.LoRATargets) == 0 {
+			bad("train.lora_targets", "must name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj")
+		}
+		for _, t := range c.Train.LoRATargets {
+			oneOf("train.lora_targets", t, "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+		}
+		if c.Train.Trainable != "all" {
+			bad("train.trainable", "must be all with LoRA (lora_rank %d): the adapters and the score head are what trains, got %q", c.Train.LoRARank, c.Train.Trainable)
+		}
+	}
 	oneOf("distributed.backend", c.Distributed.Backend, "auto", "gloo", "nccl")
 	finite("distributed.timeout_s", c.Distributed.TimeoutS, 0, 7*24*3600, true, false)
 	finite("distributed.bucket_mb", c.Distributed.BucketMB, 0, 1<<20, true, false)

@@ -258,7 +258,8 @@ func (m *RewardModel) Save(dir string, stats *Stats) error {
 // complete model for the RLHF tools that load it), written in the same
 // atomic step.
 func (m *RewardModel) SaveWith(dir string, stats *Stats, extra map[string][]byte) error {
-	values, err := m.Values()
+	// A LoRA model is saved merged: a plain model with its rewards.
+	values, err := m.MergedValues()
 	if err != nil {
 		return err
 	}

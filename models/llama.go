@@ -37,6 +37,8 @@ type block struct {
 	q, k, v, o        *ts.Tensor
 	gate, up, down    *ts.Tensor
 	attnNorm, mlpNorm *ts.Tensor
+	// lora maps projection names ("q_proj") to their adapters.
+	lora map[string]*adapter
 }
 
 // RewardModel is a Llama-family decoder with a scalar head ("score") on
@@ -51,6 +53,10 @@ type RewardModel struct {
 	blocks             []block
 	invFreq            *ts.Tensor
 	device             gotch.Device
+	// lora holds the adapter factors when LoRA is on (EnableLoRA).
+	lora      []*Param
+	loraOpt   LoRAOptions
+	loraScale float64
 }
 
 // ParamNames lists the weight names of a model with this config, in the
@@ -183,10 +189,13 @@ func (m *RewardModel) Drop() {
 			p.T.Drop()
 		}
 	}
+	for _, p := range m.lora {
+		p.T.Drop()
+	}
 	if m.invFreq != nil {
 		m.invFreq.Drop()
 	}
-	m.Params = nil
+	m.Params, m.lora = nil, nil
 }
 
 // NumParams is the number of weights.
@@ -347,7 +356,7 @@ func (m *RewardModel) block(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Te
 	// GEMMs run faster than three narrow ones (the weights are joined
 	// per forward; autograd splits their gradients back).
 	x := m.rmsNorm(s, h, bl.attnNorm)
-	qkv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.q, bl.k, bl.v}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
+	qkv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "q_proj", bl.q), m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
 	q := s.t(s.t(s.t(qkv.Narrow(-1, 0, H*hd, false)).Reshape([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
 	k := s.t(s.t(s.t(qkv.Narrow(-1, H*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	v := s.t(s.t(s.t(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
@@ -365,14 +374,14 @@ func (m *RewardModel) block(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Te
 	probs = s.t(probs.View([]int64{B, KV, rep * T, T}, false))
 	att := s.t(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
 	att = s.t(s.t(s.t(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
-	h = s.t(h.Add(s.t(ts.Linear(att, bl.o, ts.None)), false))
+	h = s.t(h.Add(s.t(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false))
 
 	x = m.rmsNorm(s, h, bl.mlpNorm)
 	F := int64(c.IntermediateSize)
-	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.gate, bl.up}, 0)), ts.None)) // [B,T,2F]
+	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None)) // [B,T,2F]
 	gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
 	up := s.t(gu.Narrow(-1, F, F, false))
-	h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
+	h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
 	return h
 }
 
@@ -401,12 +410,12 @@ func (m *RewardModel) lastBlock(s *scope, bl block, h *ts.Tensor, tb *tables) *t
 		return s.t(x.Gather(dim, idx, false, false))
 	}
 	x := m.rmsNorm(s, h, bl.attnNorm)
-	kv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.k, bl.v}, 0)), ts.None)) // [B,T,2KV*hd]
+	kv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,2KV*hd]
 	k := s.t(s.t(s.t(kv.Narrow(-1, 0, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	v := s.t(s.t(s.t(kv.Narrow(-1, KV*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	k = rope(s, k, cos, sin, hd)
-	xl := at(x, 1)                                                                                            // [B,1,D]
-	q := s.t(s.t(s.t(ts.Linear(xl, bl.q, ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
+	xl := at(x, 1)                                                                                                                     // [B,1,D]
+	q := s.t(s.t(s.t(ts.Linear(xl, m.proj(s, bl, "q_proj", bl.q), ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
 	q = rope(s, q, at(cosQ, 2), at(sinQ, 2), hd)
 	qg := s.t(q.Reshape([]int64{B, KV, rep, hd}, false))
 	scores := s.t(qg.Matmul(s.t(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
@@ -415,14 +424,14 @@ func (m *RewardModel) lastBlock(s *scope, bl block, h *ts.Tensor, tb *tables) *t
 	probs := s.t(s.t(scores.Softmax(-1, gotch.Float, false)).View([]int64{B, KV, rep, T}, false))
 	att := s.t(probs.Matmul(v, false)) // [B,KV,rep,hd]
 	att = s.t(att.Reshape([]int64{B, 1, H * hd}, false))
-	hl := s.t(at(h, 1).Add(s.t(ts.Linear(att, bl.o, ts.None)), false)) // [B,1,D]
+	hl := s.t(at(h, 1).Add(s.t(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false)) // [B,1,D]
 
 	x = m.rmsNorm(s, hl, bl.mlpNorm)
 	F := int64(c.IntermediateSize)
-	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{bl.gate, bl.up}, 0)), ts.None))
+	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None))
 	gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
 	up := s.t(gu.Narrow(-1, F, F, false))
-	return s.t(hl.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), bl.down, ts.None)), false))
+	return s.t(hl.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
 }
 
 // rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w.

@@ -89,7 +89,8 @@ var ErrCheckpoint = errors.New("invalid checkpoint")
 
 // saveCheckpoint writes a checkpoint for st and prunes old ones, keeping
 // the newest keep.
-func saveCheckpoint(runDir string, st *State, cfg *models.Config, weights, opt map[string][]float32, keep int) (string, error) {
+// adapter, when set, writes the LoRA adapter files into the model folder.
+func saveCheckpoint(runDir string, st *State, cfg *models.Config, weights, opt map[string][]float32, adapter func(dir string) error, keep int) (string, error) {
 	dir := filepath.Join(runDir, checkpointDir, fmt.Sprintf("%s%08d", checkpointGlob, st.Step))
 	err := fsutil.WriteDirAtomic(dir, func(tmp string) error {
 		if err := os.Mkdir(filepath.Join(tmp, modelSubdir), 0o755); err != nil {
@@ -97,6 +98,13 @@ func saveCheckpoint(runDir string, st *State, cfg *models.Config, weights, opt m
 		}
 		if err := models.WriteFolder(filepath.Join(tmp, modelSubdir), cfg, weights, nil); err != nil {
 			return err
+		}
+		files := []string{modelSubdir + "/config.json", modelSubdir + "/model.safetensors", optimizerFile, stateFile}
+		if adapter != nil {
+			if err := adapter(filepath.Join(tmp, modelSubdir)); err != nil {
+				return err
+			}
+			files = append(files, modelSubdir+"/"+models.AdapterFile, modelSubdir+"/adapter_config.json")
 		}
 		if err := fsutil.SyncDir(filepath.Join(tmp, modelSubdir)); err != nil {
 			return err
@@ -112,7 +120,7 @@ func saveCheckpoint(runDir string, st *State, cfg *models.Config, weights, opt m
 			return err
 		}
 		man := Manifest{Step: st.Step, Files: map[string]FileEntry{}}
-		for _, f := range []string{modelSubdir + "/config.json", modelSubdir + "/model.safetensors", optimizerFile, stateFile} {
+		for _, f := range files {
 			e, err := hashFile(filepath.Join(tmp, f))
 			if err != nil {
 				return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch/ts"
+
+	"prism/models"
 )
 
 // Comm is the process group of a data-parallel run (internal/dist
@@ -174,8 +176,9 @@ func (r *run) syncStart() error {
 		State     State    `json:"state"`
 		Params    []string `json:"params"`
 	}
+	params := append(append([]*models.Param{}, r.model.Params...), r.model.LoRA()...)
 	var names []string
-	for _, p := range r.model.Params {
+	for _, p := range params {
 		names = append(names, fmt.Sprintf("%s%v", p.Name, p.T.MustSize()))
 	}
 	var msg []byte
@@ -208,8 +211,8 @@ func (r *run) syncStart() error {
 	if c.Rank() != 0 {
 		r.resumed, r.resumeDir, r.state = s.Resumed, "rank 0's "+s.ResumeDir, s.State
 	}
-	tensors := make([]*ts.Tensor, 0, len(r.model.Params))
-	for _, p := range r.model.Params {
+	tensors := make([]*ts.Tensor, 0, len(params))
+	for _, p := range params {
 		tensors = append(tensors, p.T)
 	}
 	if err := c.Broadcast(tensors, 0); err != nil {

@@ -47,9 +47,11 @@ type MemoryPlan struct {
 	Activations, ActivationsCheckpointed int64
 	// Checkpointing says which of the two the configuration uses.
 	Checkpointing bool
-	// LoRA is the same run as rank-16 LoRA adapters on every attention
-	// and MLP projection plus the full score head, for comparison (prism
-	// does not train LoRA adapters yet).
+	// LoRA says the run trains LoRA adapters; LoRARank, LoRAParams and
+	// LoRAStatic describe them (the configured rank, or rank 16 on every
+	// projection for comparison when the run trains the full model).
+	LoRA                   bool
+	LoRARank               int
 	LoRAParams, LoRAStatic int64
 	// MicroBatch (pairs) and MaxLength (tokens) size the activations.
 	MicroBatch, MaxLength int
@@ -97,14 +99,33 @@ func planMemory(mc *models.Config, cfg *configs.Config, params, trained int64) M
 	// Checkpointing keeps each block's input and the gradient arriving at
 	// it, and one block's activations while it is recomputed.
 	m.ActivationsCheckpointed = 2*L*4*d*tokens + layer
-	const r = 16
+	m.LoRA, m.LoRARank = tr.LoRARank > 0, tr.LoRARank
+	targets := tr.LoRATargets
+	if !m.LoRA {
+		m.LoRARank, targets = 16, models.LoRATargets
+	}
+	m.LoRAParams = loraParams(mc, m.LoRARank, targets) + d // and the score head
+	m.LoRAStatic = 4*params + 16*m.LoRAParams
+	if m.LoRA {
+		m.Static = m.LoRAStatic
+	}
+	return m
+}
+
+// loraParams counts the adapter factors: rank·(in + out) per target
+// projection per layer.
+func loraParams(mc *models.Config, rank int, targets []string) int64 {
+	d := int64(mc.HiddenSize)
 	h := int64(mc.NumAttentionHeads * mc.HeadDim)
 	kv := int64(mc.NumKeyValueHeads * mc.HeadDim)
 	f := int64(mc.IntermediateSize)
-	perLayer := r * ((d + h) + 2*(d+kv) + (h + d) + 2*(d+f) + (f + d))
-	m.LoRAParams = L*perLayer + d
-	m.LoRAStatic = 4*params + 16*m.LoRAParams
-	return m
+	size := map[string]int64{"q_proj": d + h, "k_proj": d + kv, "v_proj": d + kv, "o_proj": h + d,
+		"gate_proj": d + f, "up_proj": d + f, "down_proj": f + d}
+	var per int64
+	for _, t := range targets {
+		per += size[t]
+	}
+	return int64(mc.NumHiddenLayers) * int64(rank) * per
 }
 
 // MakePlan resolves cfg into a plan. The model's config.json must be
@@ -153,6 +174,10 @@ func MakePlan(cfg *configs.Config) (*Plan, error) {
 	p.BytesGrads = 4 * trained
 	p.BytesOptimizer = 8 * trained
 	p.Memory = planMemory(mc, cfg, p.Params, trained)
+	if p.Memory.LoRA {
+		p.Trained = p.Memory.LoRAParams
+		p.BytesGrads, p.BytesOptimizer = 4*p.Trained, 8*p.Trained
+	}
 	// prism trains on the CPU today: the device is this machine's memory.
 	var si syscall.Sysinfo_t
 	if err := syscall.Sysinfo(&si); err == nil {
@@ -238,6 +263,11 @@ func (p *Plan) writeMemory(w io.Writer, gib func(int64) string) {
 		dev = fmt.Sprintf("%s, %s", m.Device, gib(m.DeviceBytes))
 	}
 	fmt.Fprintf(w, "fits?        against %s:\n", dev)
+	// Weights, gradients and AdamW moments of what trains without LoRA.
+	full, fullName := 16*p.Params, "full fine-tuning"
+	if !m.LoRA && p.Trained != p.Params {
+		full, fullName = 4*p.Params+12*p.Trained, fmt.Sprintf("fine-tuning %.1fM of the parameters (train.trainable)", float64(p.Trained)/1e6)
+	}
 	mark := func(on bool) string {
 		if on {
 			return "  <- this run"
@@ -249,9 +279,10 @@ func (p *Plan) writeMemory(w io.Writer, gib func(int64) string) {
 		need int64
 		this bool
 	}{
-		{"full fine-tuning", m.Static + m.Activations, !m.Checkpointing},
-		{"full fine-tuning, gradient checkpointing", m.Static + m.ActivationsCheckpointed, m.Checkpointing},
-		{fmt.Sprintf("LoRA r=16, every projection (%.1fM trained; not in prism yet), checkpointing", float64(m.LoRAParams)/1e6), m.LoRAStatic + m.ActivationsCheckpointed, false},
+		{fullName, full + m.Activations, !m.LoRA && !m.Checkpointing},
+		{fullName + ", gradient checkpointing", full + m.ActivationsCheckpointed, !m.LoRA && m.Checkpointing},
+		{fmt.Sprintf("LoRA r=%d (%.1fM trained with the head)", m.LoRARank, float64(m.LoRAParams)/1e6), m.LoRAStatic + m.Activations, m.LoRA && !m.Checkpointing},
+		{fmt.Sprintf("LoRA r=%d, gradient checkpointing", m.LoRARank), m.LoRAStatic + m.ActivationsCheckpointed, m.LoRA && m.Checkpointing},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %-86s %10s  %s%s\n", r.name, gib(r.need), fits(r.need, m.DeviceBytes), mark(r.this))

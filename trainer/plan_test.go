@@ -129,3 +129,30 @@ func TestActivationEstimate(t *testing.T) {
 		t.Fatalf("got %d, want %d", got, want)
 	}
 }
+
+// TestMemoryPlanLoRA: the same 8B run with rank-16 LoRA on every
+// projection trains 42M parameters; its static memory fits 80 GiB, so it
+// is not refused, and the plan marks the LoRA row as this run.
+func TestMemoryPlanLoRA(t *testing.T) {
+	cfg, err := configs.Load(filepath.Join("..", "experiments", "paper", "llama3-8b-instruct-vanilla.yaml"),
+		[]string{"model.path=testdata/llama-3-8b", "data.max_length=2048", "train.lora_rank=16", "train.gradient_checkpointing=true"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := MakePlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetDevice("an 80 GiB GPU", 80<<30)
+	if p.Trained < 40e6 || p.Trained > 45e6 || p.Memory.Static != 4*p.Params+16*p.Trained {
+		t.Fatalf("trained %d, static %d", p.Trained, p.Memory.Static)
+	}
+	if err := p.CheckMemory(); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	p.Write(&b)
+	if !strings.Contains(b.String(), "LoRA r=16, gradient checkpointing") || !strings.Contains(b.String(), "fits  <- this run") {
+		t.Errorf("plan:\n%s", b.String())
+	}
+}

@@ -72,7 +72,7 @@ func TestResumeRefusesHeadlessCheckpoint(t *testing.T) {
 	}
 	weights := models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2)))
 	st := &State{Format: stateFormat, Step: 4, Config: string(y), FirstTagShare: -1}
-	ck, err := saveCheckpoint(cfg.Run.Dir, st, mcfg, weights, map[string][]float32{}, 2)
+	ck, err := saveCheckpoint(cfg.Run.Dir, st, mcfg, weights, map[string][]float32{}, nil, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,9 @@ type Result struct {
 	Steps       int
 	Interrupted bool
 	ModelDir    string
-	Eval        *EvalMetrics
+	// AdapterDir holds the LoRA adapters and the score head (LoRA runs).
+	AdapterDir string
+	Eval       *EvalMetrics
 	// Test is the shortcut-breaking split of a toy task.
 	Test *EvalMetrics
 	// TagShareBefore and TagShareAfter are the share of training pairs
@@ -301,7 +303,11 @@ func (r *run) setup() error {
 	if err != nil {
 		return err
 	}
-	if r.trained, err = selectTrainable(r.model, c.Train.Trainable, c.Train.TrainableTopLayers); err != nil {
+	if c.Train.LoRARank > 0 {
+		if err := r.enableLoRA(resumeDir); err != nil {
+			return err
+		}
+	} else if r.trained, err = selectTrainable(r.model, c.Train.Trainable, c.Train.TrainableTopLayers); err != nil {
 		return err
 	}
 	if r.adam, err = NewAdamW(r.trained, c.Train.AdamBeta1, c.Train.AdamBeta2, c.Train.AdamEps, c.Train.WeightDecay); err != nil {
@@ -357,6 +363,23 @@ func (r *run) start() error {
 		trainedN += p.Numel()
 	}
 	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "ranks", r.world())
+	return nil
+}
+
+// enableLoRA attaches the configured adapters (read back from the
+// checkpoint when resuming) and trains them and the score head only.
+func (r *run) enableLoRA(resumeDir string) error {
+	t := r.cfg.Train
+	o := models.LoRAOptions{Rank: t.LoRARank, Alpha: t.LoRAAlpha, Targets: t.LoRATargets}
+	if err := r.model.EnableLoRA(o, rand.New(rand.NewPCG(uint64(r.cfg.Run.Seed), 0x10a))); err != nil {
+		return fmt.Errorf("train.lora_rank: %w", err)
+	}
+	if resumeDir != "" {
+		if err := r.model.ReadAdapter(filepath.Join(resumeDir, modelSubdir)); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", resumeDir, err)
+		}
+	}
+	r.trained = append(append([]*models.Param{}, r.model.LoRA()...), r.model.Param("score.weight"))
 	return nil
 }
 
@@ -590,7 +613,13 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	}
 	var serr error
 	if r.lead() {
+		// With LoRA the model is saved merged (a plain Hugging Face
+		// model), and the adapters with the score head beside it.
 		serr = r.model.SaveWith(res.ModelDir, stats, r.tokenizerFiles())
+		if serr == nil && r.model.LoRAOptions().Rank > 0 {
+			res.AdapterDir = filepath.Join(c.Run.Dir, "adapter")
+			serr = fsutil.WriteDirAtomic(res.AdapterDir, func(tmp string) error { return r.model.WriteAdapter(tmp, r.baseModelName()) })
+		}
 	}
 	if err := r.agree("saving the model", serr); err != nil {
 		return nil, err
@@ -651,7 +680,11 @@ func (r *run) writeCheckpoint() error {
 	if err != nil {
 		return err
 	}
-	dir, err := saveCheckpoint(r.cfg.Run.Dir, &r.state, r.model.Config, weights, opt, r.cfg.Checkpoint.Keep)
+	var adapter func(dir string) error
+	if r.model.LoRAOptions().Rank > 0 {
+		adapter = func(dir string) error { return r.model.WriteAdapter(dir, r.baseModelName()) }
+	}
+	dir, err := saveCheckpoint(r.cfg.Run.Dir, &r.state, r.model.Config, weights, opt, adapter, r.cfg.Checkpoint.Keep)
 	if err != nil {
 		return err
 	}
@@ -990,6 +1023,14 @@ func (r *run) trimMetrics(resumed bool) error {
 }
 
 func round(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// baseModelName names the base model in adapter configs.
+func (r *run) baseModelName() string {
+	if r.cfg.Model.Path != "" {
+		return r.cfg.Model.Path
+	}
+	return "prism preset " + r.cfg.Model.Preset
+}
 
 // tokenizerFiles are the tokenizer's files to ship with the saved model,
 // when the run read text through a tokenizer.

@@ -123,6 +123,9 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 				return nil
 			}
 			fmt.Fprintf(out, "trained %d steps; model saved to %s\n", res.Steps, res.ModelDir)
+			if res.AdapterDir != "" {
+				fmt.Fprintf(out, "LoRA adapters and the score head (PEFT layout) saved to %s; %s has them merged\n", res.AdapterDir, res.ModelDir)
+			}
 			if res.Eval != nil {
 				fmt.Fprintf(out, "held-out: accuracy %.4f  loss %.4f  margin %.4f  (%d pairs)\n", res.Eval.Accuracy, res.Eval.Loss, res.Eval.Margin, res.Eval.Pairs)
 			}
