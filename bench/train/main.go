@@ -44,7 +44,7 @@ type shape struct {
 	Warmup, Steps                           int
 }
 
-// The three sizes: tiny is bound by per-operation overhead,
+// Three sizes: tiny is bound by per-operation overhead,
 // medium by matmuls. Vocabularies: tiny keeps its embedding small so the
 // optimizer update does not dominate; small and medium use Llama 2's and
 // Mistral's 32000.
