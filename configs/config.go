@@ -135,7 +135,6 @@ type Train struct {
 	// LoRAAlpha/LoRARank; the score head trains in full.
 	LoRARank    int      `mapstructure:"lora_rank" yaml:"lora_rank"`
 	LoRAAlpha   float64  `mapstructure:"lora_alpha" yaml:"lora_alpha"`
-	LoRADropout float64  `mapstructure:"lora_dropout" yaml:"lora_dropout"`
 	LoRATargets []string `mapstructure:"lora_targets" yaml:"lora_targets"`
 }
 

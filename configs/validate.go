@@ -149,9 +149,6 @@ func (c *Config) Validate() error {
 	nonNegative("train.lora_rank", c.Train.LoRARank)
 	if c.Train.LoRARank > 0 {
 		finite("train.lora_alpha", c.Train.LoRAAlpha, 0, math.MaxFloat32, true, false)
-		if c.Train.LoRADropout != 0 {
-			bad("train.lora_dropout", "must be 0: LoRA dropout is not implemented (it would make resume inexact), got %g", c.Train.LoRADropout)
-		}
 		if len(c.Train.LoRATargets) == 0 {
 			bad("train.lora_targets", "must name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj")
 		}

@@ -97,11 +97,7 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 // leaf returns a copy of x cut from any graph that records its gradient.
 func leaf(s *scope, x *ts.Tensor) *ts.Tensor {
 	d := s.t(x.Detach(false))
-	r, err := d.SetRequiresGrad(true, false)
-	check(err)
-	if r != d {
-		r.Drop() // the same tensor; only the handle is new
-	}
+	check(requireGrad(d, true))
 	return d
 }
 

@@ -24,6 +24,22 @@ type Param struct {
 	Decay bool
 }
 
+// SetTrainable switches the parameter's gradient on or off.
+func (p *Param) SetTrainable(on bool) error { return requireGrad(p.T, on) }
+
+// requireGrad sets t's requires_grad flag in place. gotch returns a new
+// handle to the same tensor, which is dropped.
+func requireGrad(t *ts.Tensor, on bool) error {
+	h, err := t.SetRequiresGrad(on, false)
+	if err != nil {
+		return err
+	}
+	if h != t {
+		h.Drop()
+	}
+	return nil
+}
+
 // Numel is the number of elements of the parameter.
 func (p *Param) Numel() int64 {
 	n := int64(1)
@@ -142,14 +158,10 @@ func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m 
 			w.Drop()
 			return nil, fmt.Errorf("weight %s has shape %v, the config says %v", name, got, shape)
 		}
-		t, err := w.SetRequiresGrad(true, false)
-		if err != nil {
+		if err := requireGrad(w, true); err != nil {
 			return nil, err
 		}
-		if t != w {
-			w.Drop()
-		}
-		p := &Param{Name: name, Shape: shape, T: t, Decay: !isNorm(name)}
+		p := &Param{Name: name, Shape: shape, T: w, Decay: !isNorm(name)}
 		m.Params = append(m.Params, p)
 		m.byName[name] = p
 	}

@@ -68,12 +68,8 @@ func (m *RewardModel) EnableLoRA(o LoRAOptions, rng *rand.Rand) error {
 		if p.Name == "score.weight" {
 			continue
 		}
-		t, err := p.T.SetRequiresGrad(false, false)
-		if err != nil {
+		if err := p.SetTrainable(false); err != nil {
 			return err
-		}
-		if t != p.T {
-			t.Drop()
 		}
 	}
 	r := int64(o.Rank)
@@ -121,13 +117,9 @@ func newLeaf(name string, shape []int64, v []float32, m *RewardModel) (*Param, e
 		}
 		t = d
 	}
-	r, err := t.SetRequiresGrad(true, false)
-	if err != nil {
+	if err := requireGrad(t, true); err != nil {
 		t.Drop()
 		return nil, err
-	}
-	if r != t {
-		r.Drop()
 	}
 	return &Param{Name: name, Shape: shape, T: t, Decay: true}, nil
 }

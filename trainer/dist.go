@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,28 +54,18 @@ func (r *run) agree(what string, err error) error {
 	if r.opt.Comm == nil {
 		return err
 	}
-	flag := 0.0
-	if err != nil {
-		flag = 1
-	}
-	all, cerr := r.opt.Comm.AllGatherFloat64([]float64{flag})
-	if cerr != nil {
-		if err != nil {
-			return err
-		}
-		return fmt.Errorf("%s: %w", what, cerr)
-	}
-	if err != nil {
+	failed, cerr := r.raised(err != nil)
+	switch {
+	case err != nil:
 		return err
-	}
-	var failed []string
-	for k, v := range all {
-		if len(v) == 1 && v[0] != 0 {
-			failed = append(failed, fmt.Sprint(k))
+	case cerr != nil:
+		return fmt.Errorf("%s: %w", what, cerr)
+	case len(failed) > 0:
+		names := make([]string, len(failed))
+		for i, k := range failed {
+			names[i] = strconv.Itoa(k)
 		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%s failed on rank %s (its log says why)", what, strings.Join(failed, ", "))
+		return fmt.Errorf("%s failed on rank %s (its log says why)", what, strings.Join(names, ", "))
 	}
 	return nil
 }
@@ -84,20 +75,28 @@ func (r *run) anyTrue(v bool) (bool, error) {
 	if r.opt.Comm == nil {
 		return v, nil
 	}
+	ranks, err := r.raised(v)
+	return len(ranks) > 0, err
+}
+
+// raised gathers a flag from every rank and returns the ranks that set
+// it (the same list on every rank).
+func (r *run) raised(v bool) ([]int, error) {
 	f := 0.0
 	if v {
 		f = 1
 	}
 	all, err := r.opt.Comm.AllGatherFloat64([]float64{f})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	for _, x := range all {
-		if x[0] != 0 {
-			return true, nil
+	var ranks []int
+	for k, x := range all {
+		if len(x) == 1 && x[0] != 0 {
+			ranks = append(ranks, k)
 		}
 	}
-	return false, nil
+	return ranks, nil
 }
 
 // sumAcross adds v element-wise over the ranks, in rank order, so every

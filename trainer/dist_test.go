@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"prism/configs"
 	"prism/internal/dist"
+	"prism/internal/launch"
 	"prism/internal/safetensors"
 	"prism/internal/torch"
 	"prism/models"
@@ -99,12 +99,10 @@ func distChild() int {
 // output.
 func runRanks(t *testing.T, cfg string, world int, action string, resume bool) ([]error, []string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := launch.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	cmds := make([]*exec.Cmd, world)
 	outs := make([]*bytes.Buffer, world)
 	for rank := range world {

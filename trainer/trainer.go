@@ -480,12 +480,8 @@ func selectTrainable(m *models.RewardModel, mode string, topLayers int) ([]*mode
 			}
 		}
 		if !train {
-			t, err := p.T.SetRequiresGrad(false, false)
-			if err != nil {
+			if err := p.SetTrainable(false); err != nil {
 				return nil, err
-			}
-			if t != p.T {
-				t.Drop() // the same tensor; only the handle is new
 			}
 			continue
 		}

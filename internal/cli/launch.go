@@ -32,8 +32,8 @@ func newLaunchCmd(g *globals) *cobra.Command {
 		Short: "Run a data-parallel job on this machine: N ranks of a prism command",
 		Long: `Start N copies of a prism command as the ranks of one data-parallel job, as
 torchrun does, without Python: each gets RANK, WORLD_SIZE, LOCAL_RANK,
-LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and PRISM_THREADS (the cores
-shared evenly) unless --threads or PRISM_THREADS says otherwise.
+LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (each rank then takes an even
+share of the cores, unless --threads or PRISM_THREADS says otherwise).
 
   prism launch --nproc 2 -- train --config exp.yaml
 

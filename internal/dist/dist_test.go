@@ -3,7 +3,6 @@ package dist
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"reflect"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch/ts"
+
+	"prism/internal/launch"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -211,12 +212,11 @@ func close32(got []float64, want []float32) bool {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := launch.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // spawn runs world copies of the test binary as the ranks of mode and

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -32,8 +31,9 @@ type Options struct {
 	// one.
 	MasterAddr string
 	MasterPort int
-	// Threads is each rank's libtorch thread count (PRISM_THREADS); 0
-	// shares the cores evenly unless PRISM_THREADS is already set.
+	// Threads, when positive, is each rank's libtorch thread count
+	// (PRISM_THREADS); otherwise `prism train` shares the cores between
+	// the LOCAL_WORLD_SIZE ranks itself.
 	Threads int
 	// Grace is how long the other ranks get to exit after one fails or
 	// the job is interrupted, before they are killed.
@@ -111,11 +111,6 @@ func Run(ctx context.Context, o Options) error {
 		}
 		o.MasterPort = p
 	}
-	threads := o.Threads
-	if threads == 0 && os.Getenv("PRISM_THREADS") == "" {
-		threads = max(1, runtime.NumCPU()/o.NProc)
-	}
-
 	var outMu sync.Mutex // one write at a time into shared writers
 	// Rank 0 writes straight into a file (a terminal keeps its progress
 	// bar); any other writer is shared with the prefixed ranks' lines
@@ -130,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	var pipes sync.WaitGroup
 	for rank := range o.NProc {
 		cmd := exec.Command(o.Command, o.Args...)
-		cmd.Env = Env(os.Environ(), rank, o.NProc, o.MasterAddr, o.MasterPort, threads)
+		cmd.Env = Env(os.Environ(), rank, o.NProc, o.MasterAddr, o.MasterPort, o.Threads)
 		// Own process group: a Ctrl-C at the terminal reaches the ranks
 		// once, through the launcher, not twice.
 		// A launcher killed outright (SIGKILL, a second Ctrl-C) takes the
