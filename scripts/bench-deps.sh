@@ -5,12 +5,21 @@
 # tokenizers through Node). It does nothing when both are present.
 set -euo pipefail
 py="${PYTHON:-/usr/bin/python3}"
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 if ! "$py" -c 'import torch' >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-    echo "bench: installing python3-torch (the PyTorch baseline)"
-    $sudo apt-get install -y python3-torch >/dev/null || { $sudo apt-get update >/dev/null && $sudo apt-get install -y python3-torch >/dev/null; }
+    # Debian's CUDA libtorch (contrib) has its own python3-torch-cuda; the
+    # CPU python3-torch would replace it. --no-remove makes apt refuse any
+    # such swap instead of doing it.
+    pkg=python3-torch
+    if installed libtorch-cuda-dev || installed libtorch-cuda-2.6 || installed python3-torch-cuda; then
+      pkg=python3-torch-cuda
+    fi
+    echo "bench: installing $pkg (the PyTorch baseline)"
+    $sudo apt-get install -y --no-remove "$pkg" >/dev/null || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-remove "$pkg" >/dev/null; } ||
+      { echo "bench: apt-get cannot install $pkg without removing packages; install PyTorch for $py by hand, or set PYTHON" >&2; exit 1; }
   else
     echo "bench: $py has no torch; install PyTorch for it or set PYTHON" >&2
     exit 1

@@ -58,6 +58,14 @@ small prompt-free gap.`,
 			if _, err := torch.Setup(g.threads); err != nil {
 				return err
 			}
+			switch cmd.Name() {
+			case "version", "tokenize", "chat-template", "help":
+				// version says it in its own words; the others run no tensors.
+			default:
+				if info := torch.Inspect(); info.SlowBLAS || info.BLASThreadClash {
+					g.logger.Warn("slow BLAS set-up: run prism version for details", "blas", info.BLAS, "threads", info.BLASThreading)
+				}
+			}
 			return nil
 		},
 	}

@@ -42,7 +42,10 @@ func newVersionCmd(g *globals) *cobra.Command {
 				return enc.Encode(r)
 			}
 			if r.Torch.SlowBLAS {
-				g.logger.Warn("libtorch is using the reference BLAS: matrix products run tens of times slower; install libopenblas0-pthread")
+				g.logger.Warn("libtorch is using the reference BLAS: matrix products run tens of times slower; install OpenBLAS (make setup does)")
+			}
+			if r.Torch.BLASThreadClash {
+				g.logger.Warn("OpenBLAS runs its own pthreads beside libtorch's OpenMP threads and they fight over the cores; select OpenBLAS's OpenMP variant (make setup does, or: apt-get install libopenblas0-openmp and update-alternatives --set for libblas.so.3, liblapack.so.3 and libopenblas.so.0)")
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			prism := r.Prism
@@ -62,7 +65,17 @@ func newVersionCmd(g *globals) *cobra.Command {
 				cuda = "not available (CPU build)"
 			}
 			fmt.Fprintf(tw, "cuda\t%s\n", cuda)
-			fmt.Fprintf(tw, "blas\t%s\n", r.Torch.BLAS)
+			blas := r.Torch.BLAS
+			if r.Torch.BLASThreading != "" {
+				blas += "; threads: " + r.Torch.BLASThreading
+				switch {
+				case r.Torch.BLASThreadClash:
+					blas += ", clashing with libtorch's " + r.Torch.ParallelBackend
+				case r.Torch.BLASThreading == r.Torch.ParallelBackend:
+					blas += ", as libtorch's"
+				}
+			}
+			fmt.Fprintf(tw, "blas\t%s\n", blas)
 			fmt.Fprintf(tw, "threads\t%d intra-op, %d inter-op\n", r.Torch.Threads, r.Torch.InteropThreads)
 			fmt.Fprintf(tw, "gotch\t%d of %d generated functions disabled for this libtorch\n", r.Torch.Disabled, r.Torch.Generated)
 			if r.Torch.Dist != "" {

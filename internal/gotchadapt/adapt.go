@@ -14,6 +14,7 @@ package gotchadapt
 import (
 	"context"
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,9 +30,34 @@ import (
 	"time"
 )
 
-// Version changes whenever the adaptation's output would change, so that
-// old build folders are rebuilt.
-const Version = "7"
+// Version names the adaptation scheme. Build folders are rebuilt when it
+// changes, and also whenever the adapter's own sources change (see
+// sourceID), so a change to the C++ shim or a patch needs no bump here.
+const Version = "8"
+
+// adapterSources is the adapter itself: its Go files and the C++ shim.
+//
+//go:embed *.go csrc
+var adapterSources embed.FS
+
+// sourceID hashes the adapter's sources (tests excluded): any change to
+// what the adaptation does changes the build folder's fingerprint.
+func sourceID() string {
+	h := sha256.New()
+	_ = fs.WalkDir(adapterSources, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := adapterSources.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // GotchVersion is the gotch release the adaptation is written for.
 const GotchVersion = "v0.9.1"
@@ -114,7 +140,7 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading gotch source %s: %w", opt.GotchSrc, err)
 	}
-	fp := fingerprint(Version, srcID, lt.Fingerprint(), cxxVersion, opt.OptFlag, distProbe(lt))
+	fp := fingerprint(Version, sourceID(), srcID, lt.Fingerprint(), cxxVersion, opt.OptFlag, distProbe(lt))
 	dst := filepath.Join(opt.Out, "gotch")
 	if st, err := readStamp(dst); err == nil && st.Fingerprint == fp && complete(dst) {
 		return &Result{Stamp: *st, UpToDate: true, Dir: dst}, nil
@@ -167,6 +193,9 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 		}
 	}
 
+	if genCpp, err = patchOptionalTensors(genCpp); err != nil {
+		return nil, err
+	}
 	units, total, err := makeUnits(apiCpp, genCpp, opt.Units)
 	if err != nil {
 		return nil, err
@@ -202,7 +231,9 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 	linkCheck := func(objs []string) (string, error) {
 		return linkProbe(ctx, opt.CXX, native, objs, archive, lt)
 	}
-	objs, err := buildUnits(ctx, c, units, apiNames(apiH, genH), opt.Jobs, msg, linkCheck, logf)
+	api := apiNames(apiH, genH)
+	api[probeName] = true
+	objs, err := buildUnits(ctx, c, units, api, opt.Jobs, msg, linkCheck, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -215,14 +246,22 @@ func Adapt(ctx context.Context, lt *Libtorch, opt Options) (*Result, error) {
 	}
 
 	var disabled, other []string
+	probed := false
 	for _, u := range units {
 		for n := range u.disabled {
+			if n == probeName {
+				probed = true
+				continue
+			}
 			if strings.HasPrefix(n, "atg_") {
 				disabled = append(disabled, n)
 			} else {
 				other = append(other, n)
 			}
 		}
+	}
+	if !probed {
+		return nil, fmt.Errorf("%s compiled: the adapter cannot tell functions that do not build from ones that do", probeName)
 	}
 	sort.Strings(disabled)
 	sort.Strings(other)
@@ -315,9 +354,28 @@ func makeUnits(apiCpp, genCpp string, n int) ([]*unit, int, error) {
 			disabled: map[string]bool{},
 		})
 	}
-	units = append(units, &unit{name: "prism_extra.cpp", segs: []segment{{text: extraCpp}}, disabled: map[string]bool{}, strict: true})
+	probe, err := splitTopLevel(probeCpp)
+	if err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+	units = append(units,
+		&unit{name: "prism_extra.cpp", segs: []segment{{text: extraCpp}}, disabled: map[string]bool{}, strict: true},
+		&unit{name: "prism_probe.cpp", preamble: pre.String(), segs: probe, disabled: map[string]bool{}})
 	return units, total, nil
 }
+
+// probeName is a function that never compiles: it goes through the same
+// disabling as a generated function this libtorch lacks, on every libtorch,
+// so the mechanism is tested even where nothing real is disabled.
+const probeName = "prism_disabled_probe"
+
+const probeCpp = `extern "C" void prism_disabled_probe(tensor *out__);
+void prism_disabled_probe(tensor *out__) {
+  PROTECT(
+    out__[0] = new torch::Tensor(torch::prism_no_such_operator());
+  )
+}
+`
 
 // extraCpp adds what prism needs from libtorch beyond gotch's binding.
 const extraCpp = `#include <ATen/Parallel.h>
@@ -342,6 +400,36 @@ char *prism_parallel_info() {
 }
 }
 `
+
+var optionalTensor = regexp.MustCompile(`\((\w+) \? \*(\w+) : torch::Tensor\(\)\)`)
+
+// patchOptionalTensors makes the generated binding pass an optional tensor
+// argument (Tensor? in ATen's schema) as absent when gotch's handle is null
+// or holds an undefined tensor. gotch passes an undefined tensor inside the
+// optional instead, which most operators treat as absent but some check
+// with has_value(): scaled_dot_product_attention with is_causal and no mask
+// fails with "Expected attn_mask dtype to be bool or float".
+func patchOptionalTensors(gen string) (string, error) {
+	n := 0
+	var bad string
+	gen = optionalTensor.ReplaceAllStringFunc(gen, func(m string) string {
+		sub := optionalTensor.FindStringSubmatch(m)
+		if sub[1] != sub[2] {
+			bad = m
+			return m
+		}
+		n++
+		v := sub[1]
+		return fmt.Sprintf("((%s && %s->defined()) ? c10::optional<at::Tensor>(*%s) : c10::optional<at::Tensor>())", v, v, v)
+	})
+	if bad != "" {
+		return "", fmt.Errorf("torch_api_generated.cpp.h: unexpected optional tensor argument %q (not gotch %s?)", bad, GotchVersion)
+	}
+	if n < 100 {
+		return "", fmt.Errorf("torch_api_generated.cpp.h: only %d optional tensor arguments found (not gotch %s?)", n, GotchVersion)
+	}
+	return gen, nil
+}
 
 // patchHeader makes torch_api.h usable from several translation units and
 // keeps libtorch's C++ backtraces out of error messages.
@@ -548,6 +636,7 @@ package libtch
 // #include "torch_api.h"
 // char *prism_show_config();
 // char *prism_parallel_info();
+// void prism_disabled_probe(tensor *out__);
 import "C"
 
 import "unsafe"
@@ -581,6 +670,16 @@ func PrismShowConfig() string { return prismString(C.prism_show_config()) }
 
 // PrismParallelInfo returns at::get_parallel_info(): the thread settings.
 func PrismParallelInfo() string { return prismString(C.prism_parallel_info()) }
+
+// PrismDisabledProbe calls a function the adapter disabled on purpose
+// (it never compiles) and returns the error libtorch's binding left, as
+// every disabled function does.
+func PrismDisabledProbe() string {
+	out := (*Ctensor)(C.malloc(C.size_t(unsafe.Sizeof(uintptr(0)))))
+	defer C.free(unsafe.Pointer(out))
+	C.prism_disabled_probe((*C.tensor)(unsafe.Pointer(out)))
+	return prismString(GetAndResetLastErr())
+}
 
 // AtGetNumThreads returns libtorch's intra-op thread count.
 func AtGetNumThreads() int { return int(C.at_get_num_threads()) }

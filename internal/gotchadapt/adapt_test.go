@@ -313,3 +313,48 @@ func TestPatchesApplyToGotch(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchOptionalTensors: every optional tensor argument of the real
+// binding is rewritten so that a null or undefined handle is passed as
+// absent, and text that is not the expected pattern is refused.
+func TestPatchOptionalTensors(t *testing.T) {
+	gen, err := os.ReadFile(filepath.Join(pristineGotch(t), "libtch", "torch_api_generated.cpp.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := strings.Count(string(gen), ": torch::Tensor())")
+	out, err := patchOptionalTensors(string(gen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, ": torch::Tensor())"); n != 0 || before < 100 {
+		t.Errorf("%d of %d optional tensor arguments left unpatched", n, before)
+	}
+	if n := strings.Count(out, "->defined()) ? c10::optional<at::Tensor>("); n != before {
+		t.Errorf("%d arguments patched, want %d", n, before)
+	}
+	const sdpa = "torch::scaled_dot_product_attention(*query, *key, *value, ((attn_mask && attn_mask->defined()) ? c10::optional<at::Tensor>(*attn_mask) : c10::optional<at::Tensor>()), dropout_p"
+	if !strings.Contains(out, sdpa) {
+		t.Error("scaled_dot_product_attention's attn_mask is not passed as optional")
+	}
+	if _, err := patchOptionalTensors("f((a ? *b : torch::Tensor()));"); err == nil {
+		t.Error("an argument that tests one handle and passes another was accepted")
+	}
+	if _, err := patchOptionalTensors("nothing here"); err == nil {
+		t.Error("a binding with no optional tensors was accepted")
+	}
+}
+
+// TestSourceIDCoversTheShim: the build fingerprint hashes the adapter's own
+// sources, C++ shim included, so editing them rebuilds old build folders.
+func TestSourceIDCoversTheShim(t *testing.T) {
+	for _, f := range []string{"csrc/dist.cpp", "adapt.go", "dist.go", "native.go"} {
+		if _, err := adapterSources.ReadFile(f); err != nil {
+			t.Errorf("%s is not among the fingerprinted sources: %v", f, err)
+		}
+	}
+	id := sourceID()
+	if len(id) != 64 || id != sourceID() {
+		t.Errorf("sourceID %q is not a stable sha256", id)
+	}
+}

@@ -46,11 +46,20 @@ type Info struct {
 	CUDADevices     int    `json:"cuda_devices"`
 	BLAS            string `json:"blas"`
 	// SlowBLAS is set when the reference (unoptimised) BLAS is loaded.
-	SlowBLAS       bool `json:"slow_blas"`
-	Threads        int  `json:"threads"`
-	InteropThreads int  `json:"interop_threads"`
-	Generated      int  `json:"gotch_generated_functions"`
-	Disabled       int  `json:"gotch_disabled_functions"`
+	SlowBLAS bool `json:"slow_blas"`
+	// BLASThreading is how the loaded OpenBLAS threads ("OpenMP",
+	// "pthreads", "single-threaded"; "" for other BLAS libraries) and
+	// ParallelBackend libtorch's own intra-op threading ("OpenMP",
+	// "native thread pool", "TBB"). BLASThreadClash is set when OpenBLAS's
+	// pthreads run beside libtorch's OpenMP threads: both pools then fight
+	// over the cores (toy training twice as slow on 2 cores).
+	BLASThreading   string `json:"blas_threading,omitempty"`
+	ParallelBackend string `json:"parallel_backend,omitempty"`
+	BLASThreadClash bool   `json:"blas_thread_clash,omitempty"`
+	Threads         int    `json:"threads"`
+	InteropThreads  int    `json:"interop_threads"`
+	Generated       int    `json:"gotch_generated_functions"`
+	Disabled        int    `json:"gotch_disabled_functions"`
 	// Dist lists the process groups multi-process training can use
 	// ("gloo", "gloo,nccl"); DistNote says why there are none.
 	Dist     string `json:"dist_backends"`
@@ -76,7 +85,26 @@ func Inspect() Info {
 		info.CUDADevices = int(libtch.AtcCudaDeviceCount())
 	}
 	info.BLAS, info.SlowBLAS = blas(libtch.PrismShowConfig(), loadedLibraries())
+	info.ParallelBackend = parallelBackend(libtch.PrismParallelInfo())
+	if cfg, threading, ok := openBLAS(); ok && strings.HasPrefix(info.BLAS, "OpenBLAS") {
+		info.BLASThreading = threading
+		if v := strings.Fields(cfg); len(v) >= 2 && v[0] == "OpenBLAS" {
+			info.BLAS = "OpenBLAS " + v[1] + strings.TrimPrefix(info.BLAS, "OpenBLAS")
+		}
+		info.BLASThreadClash = threading == "pthreads" && info.ParallelBackend == "OpenMP"
+	}
 	return info
+}
+
+// parallelBackend reads libtorch's intra-op backend from
+// at::get_parallel_info() ("ATen parallel backend: OpenMP").
+func parallelBackend(info string) string {
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "ATen parallel backend:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // DisabledFunctions lists the gotch functions this libtorch cannot build.
@@ -110,7 +138,7 @@ func blas(config string, loaded []string) (name string, slow bool) {
 		case strings.Contains(base, "atlas") || strings.Contains(l, "/atlas/"):
 			return "ATLAS (" + l + ")", false
 		case strings.HasPrefix(base, "libblas.so"):
-			return "reference BLAS (" + l + "): slow, install OpenBLAS (libopenblas0-pthread)", true
+			return "reference BLAS (" + l + "): slow, install OpenBLAS (make setup does)", true
 		}
 	}
 	if built != "" {

@@ -2,11 +2,13 @@ package torch
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -70,26 +72,91 @@ func TestMatmulBackward(t *testing.T) {
 	}
 }
 
-// TestDisabledFunctionErrors calls a function the adapter disabled and
-// expects an error that names it, not a crash.
+// TestDisabledFunctionErrors calls functions the adapter disabled and
+// expects an error that names the function and the libtorch, not a crash:
+// the probe the adapter disables on every libtorch, and
+// scaled_dot_product_attention where this libtorch lacks it (1.13).
 func TestDisabledFunctionErrors(t *testing.T) {
-	if !slices.Contains(DisabledFunctions(), "atg_scaled_dot_product_attention") {
-		t.Skip("scaled_dot_product_attention builds against this libtorch; nothing to check")
-	}
-	q := ts.MustOnes([]int64{1, 1, 2, 4}, gotch.Float, gotch.CPU)
-	defer q.MustDrop()
-	_, err := ts.ScaledDotProductAttention(q, q, q, ts.NewTensor(), 0, false, []float64{})
-	if err == nil {
-		t.Fatal("disabled scaled_dot_product_attention returned no error")
-	}
-	msg := err.Error()
-	for _, want := range []string{"atg_scaled_dot_product_attention", "not available", Inspect().LibtorchVersion} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error %q does not mention %q", msg, want)
+	check := func(t *testing.T, name, msg string) {
+		t.Helper()
+		if msg == "" {
+			t.Fatalf("disabled %s returned no error", name)
+		}
+		for _, want := range []string{name, "not available", Inspect().LibtorchVersion} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q does not mention %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, "goroutine") || strings.Contains(msg, "frame #") {
+			t.Errorf("error carries a stack trace: %q", msg)
 		}
 	}
-	if strings.Contains(msg, "goroutine") || strings.Contains(msg, "frame #") {
-		t.Errorf("error carries a stack trace: %q", msg)
+	t.Run("probe", func(t *testing.T) {
+		check(t, "prism_disabled_probe", libtch.PrismDisabledProbe())
+		// The probe is the adapter's, not libtorch's: it is not counted.
+		if slices.Contains(DisabledFunctions(), "prism_disabled_probe") {
+			t.Error("the probe is listed among the disabled functions")
+		}
+	})
+	t.Run("sdpa", func(t *testing.T) {
+		if !slices.Contains(DisabledFunctions(), "atg_scaled_dot_product_attention") {
+			t.Skip("scaled_dot_product_attention builds against this libtorch")
+		}
+		q := ts.MustOnes([]int64{1, 1, 2, 4}, gotch.Float, gotch.CPU)
+		defer q.MustDrop()
+		_, err := ts.ScaledDotProductAttention(q, q, q, ts.NewTensor(), 0, false, []float64{})
+		if err == nil {
+			t.Fatal("disabled scaled_dot_product_attention returned no error")
+		}
+		check(t, "atg_scaled_dot_product_attention", err.Error())
+	})
+}
+
+// TestSDPAOptionalMask calls scaled_dot_product_attention with is_causal
+// and no mask (an undefined tensor, which the adapter passes as absent)
+// and compares it with attention written out: softmax(QK^T/sqrt(d) + causal
+// mask) V.
+func TestSDPAOptionalMask(t *testing.T) {
+	if slices.Contains(DisabledFunctions(), "atg_scaled_dot_product_attention") {
+		t.Skipf("scaled_dot_product_attention is not in libtorch %s", Inspect().LibtorchVersion)
+	}
+	const seqLen, dim = 5, 8
+	mk := func(seed uint64) *ts.Tensor {
+		r := rand.New(rand.NewPCG(seed, 7))
+		v := make([]float32, 2*seqLen*dim)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return ts.MustOfSlice(v).MustView([]int64{1, 2, seqLen, dim}, true)
+	}
+	q, k, v := mk(1), mk(2), mk(3)
+	defer q.MustDrop()
+	defer k.MustDrop()
+	defer v.MustDrop()
+	none := ts.NewTensor()
+	defer none.MustDrop()
+	got, err := ts.ScaledDotProductAttention(q, k, v, none, 0, true, []float64{})
+	if err != nil {
+		t.Fatalf("causal attention with no mask: %v", err)
+	}
+	defer got.MustDrop()
+
+	scores := q.MustMatmul(k.MustTranspose(-1, -2, false), false).MustDivScalar(ts.FloatScalar(math.Sqrt(dim)), true)
+	defer scores.MustDrop()
+	upper := ts.MustOnes([]int64{seqLen, seqLen}, gotch.Bool, gotch.CPU).MustTriu(1, true)
+	defer upper.MustDrop()
+	masked := scores.MustMaskedFill(upper, ts.FloatScalar(math.Inf(-1)), false)
+	defer masked.MustDrop()
+	want := masked.MustSoftmax(-1, gotch.Float, false).MustMatmul(v, true)
+	defer want.MustDrop()
+	g, w := got.Float64Values(), want.Float64Values()
+	if len(g) != len(w) {
+		t.Fatalf("%d values, want %d", len(g), len(w))
+	}
+	for i := range g {
+		if math.Abs(g[i]-w[i]) > 1e-5 {
+			t.Fatalf("value %d: %g, want %g", i, g[i], w[i])
+		}
 	}
 }
 

@@ -75,6 +75,34 @@ char *message(const std::exception &e) {
   return dup(m);
 }
 
+// libtorch 2.2 added TCPStoreOptions::useLibUV and 2.4 made it the
+// default; a libtorch built without libuv (Debian's) then refuses every
+// store. The overloads set it only where the member exists, so the shim
+// compiles against 1.13 too.
+template <typename O>
+auto set_libuv(O &o, bool v, int) -> decltype(o.useLibUV = v, true) {
+  o.useLibUV = v;
+  return true;
+}
+template <typename O>
+bool set_libuv(O &, bool, long) {
+  return false;
+}
+
+// open_store makes the rendezvous store with libtorch's defaults and, when
+// they ask for libuv that this libtorch lacks, again with the classic
+// TCPStore server.
+c10::intrusive_ptr<c10d::TCPStore> open_store(const std::string &host, c10d::TCPStoreOptions opts) {
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, opts);
+  } catch (const std::exception &e) {
+    if (std::string(e.what()).find("libuv") == std::string::npos || !set_libuv(opts, false, 0)) {
+      throw;
+    }
+  }
+  return c10::make_intrusive<c10d::TCPStore>(host, opts);
+}
+
 bool loopback(const std::string &host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
@@ -137,7 +165,7 @@ extern "C" char *prism_dist_init(const char *backend, const char *host, int port
     opts.numWorkers = world;
     opts.waitWorkers = true;
     opts.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(h, opts);
+    auto store = open_store(h, opts);
     auto g = std::make_unique<Group>();
     g->store = store;
     if (be == "gloo") {
