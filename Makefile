@@ -5,6 +5,8 @@ GO       ?= go
 LIBTORCH ?=
 BUILD    ?= build
 export LIBTORCH
+# bash for pipefail in `make test`.
+SHELL    := /bin/bash
 
 # The official CUDA libtorch that Dockerfile.cuda installs. Its SHA-256 is an
 # input (LIBTORCH_CUDA_SHA256): take it from the download page you trust.
@@ -13,7 +15,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test test-debian13 fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -29,9 +31,27 @@ setup: deps
 build: setup
 	$(GO) build -o bin/prism ./cmd/prism
 
+# test prints what go test prints, then how many tests were skipped and
+# which of them need the shared fixtures (the real Llama-3 tokenizer files,
+# which are not in the repository: PRISM_FIXTURES, or ../shared).
 test: setup
 	$(GO) vet ./...
-	$(GO) test ./...
+	$(GO) build -o $(BUILD)/testreport ./internal/cmd/testreport
+	set -o pipefail; $(GO) test -json $(TESTFLAGS) ./... | $(BUILD)/testreport
+
+# The libtorch 2.x lane: make setup build test inside a Debian 13 root
+# (libtorch 2.6), once against libtorch-dev and once through
+# LIBTORCH=/usr/bin/python3 (python3-torch). Needs root; the root is cached
+# in ~/.cache/prism/debian13 (scripts/debian13.sh).
+test-debian13:
+	./scripts/debian13.sh test
+
+# fixtures remakes testdata/tokenizers/llama3-shape and the golden ids of
+# the committed tokenizers with Hugging Face's tokenizers and
+# @huggingface/jinja (npm); the output is committed.
+fixtures:
+	cd scripts/fixtures && npm install --no-audit --no-fund --silent
+	node scripts/fixtures/make-fixtures.mjs .
 
 # The demo runs the paper's length-biased toy experiment, vanilla against
 # prioritised training, for one seed (about 2 minutes on 2 cores), and
@@ -66,7 +86,7 @@ fuzz-smoke:
 # `prism tokenize` against Hugging Face tokenizers (Rust, via npm) and
 # checks the ids agree; bench-memory follows RSS over a long run.
 # bench-smoke (in CI) runs a tiny pass of the harness and writes nothing.
-bench: bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-report
+bench: bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report
 
 bench-train: setup
 	./scripts/bench-deps.sh
@@ -86,6 +106,12 @@ bench-memory: setup
 # on this machine's cores, after checking their losses agree.
 bench-dist: build
 	$(GO) run ./bench/dist -prism bin/prism -out bench/results/dist.json
+
+# bench-libtorch times the toy run on libtorch 1.13 (this machine) and 2.6
+# (the Debian 13 root, built here first) side by side; needs root.
+bench-libtorch: build
+	./scripts/debian13.sh run make build
+	$(GO) run ./bench/libtorch -prism bin/prism -out bench/results/libtorch.json
 
 bench-report:
 	GOWORK=off $(GO) run ./bench/report -dir bench/results

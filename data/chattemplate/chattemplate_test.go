@@ -9,27 +9,40 @@ import (
 	"testing"
 
 	"prism/data"
+	"prism/internal/fixtures"
 )
 
+// TestLoadConfigLlama3 loads the Llama-3 format from the committed
+// llama3-shape fixture and from the real Llama-3-8B-Instruct files (when
+// the shared fixtures are present).
 func TestLoadConfigLlama3(t *testing.T) {
-	dir := filepath.Join(fixturesDir(t), "tokenizers", "llama3-8b-instruct")
-	cfg, err := LoadConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.BOS != "<|begin_of_text|>" || cfg.EOS != "<|eot_id|>" {
-		t.Errorf("BOS, EOS = %q, %q, want <|begin_of_text|>, <|eot_id|>", cfg.BOS, cfg.EOS)
-	}
-	if !strings.HasPrefix(cfg.Template, "{% set loop_messages = messages %}") {
-		t.Errorf("Template = %.60q..., want the Llama 3 template", cfg.Template)
-	}
-	got, err := Render(cfg, []data.Message{{Role: "user", Content: " Hi "}}, Options{AddGenerationPrompt: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-	if got != want {
-		t.Errorf("Render = %q, want %q", got, want)
+	for _, tt := range []struct {
+		name, prefix string
+		dir          func(testing.TB) string
+	}{
+		{"llama3-shape", "{%- for m in messages -%}", func(tb testing.TB) string { return fixtures.Tokenizer(tb, "llama3-shape") }},
+		{"llama3-8b-instruct", "{% set loop_messages = messages %}", fixtures.Llama3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig(tt.dir(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.BOS != "<|begin_of_text|>" || cfg.EOS != "<|eot_id|>" {
+				t.Errorf("BOS, EOS = %q, %q, want <|begin_of_text|>, <|eot_id|>", cfg.BOS, cfg.EOS)
+			}
+			if !strings.HasPrefix(cfg.Template, tt.prefix) {
+				t.Errorf("Template = %.60q..., want one starting %q", cfg.Template, tt.prefix)
+			}
+			got, err := Render(cfg, []data.Message{{Role: "user", Content: " Hi "}}, Options{AddGenerationPrompt: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+			if got != want {
+				t.Errorf("Render = %q, want %q", got, want)
+			}
+		})
 	}
 }
 

@@ -10,32 +10,8 @@ import (
 	"testing"
 
 	"prism/data"
+	"prism/internal/fixtures"
 )
-
-// fixturesDir returns the shared fixtures folder: $PRISM_FIXTURES, or else
-// the first folder named "shared" beside the package directory or one of
-// its parents.
-func fixturesDir(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("PRISM_FIXTURES"); dir != "" {
-		return dir
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		shared := filepath.Join(dir, "shared")
-		if fi, err := os.Stat(shared); err == nil && fi.IsDir() {
-			return shared
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no fixtures: PRISM_FIXTURES is unset and no folder named shared is beside the package or its parents")
-		}
-		dir = parent
-	}
-}
 
 // readJSON decodes the fixture file at path into v, failing the test if it
 // is missing or malformed.
@@ -63,11 +39,14 @@ var goldenTools = []json.RawMessage{json.RawMessage(`{"type": "function", "funct
 // does ardanlabs/jinja. These are the Jinja2 3.1.6 renders, in the
 // environment transformers sets up, of those rows (llama3-orig always adds
 // the generation prompt).
+// The llama3-shape fixture's template trims the content the same way.
 var undefinedTrim = map[string]string{
 	"llama3-instruct/tools":     llama3Tools,
 	"llama3-instruct/tools+gen": llama3Tools + llama3Gen,
 	"llama3-orig/tools":         llama3Tools + llama3Gen,
 	"llama3-orig/tools+gen":     llama3Tools + llama3Gen,
+	"llama3-shape/tools":        llama3Tools,
+	"llama3-shape/tools+gen":    llama3Tools + llama3Gen,
 }
 
 const (
@@ -79,24 +58,49 @@ const (
 	llama3Gen = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 )
 
-// TestGolden renders every fixture template for every fixture conversation,
-// with and without the generation prompt, and compares with the reference
-// renders.
+// goldenRender is one reference render: the text, or the error message.
+type goldenRender struct {
+	OK  *string `json:"ok"`
+	Err *string `json:"err"`
+}
+
+// TestGolden renders fixture templates for every fixture conversation, with
+// and without the generation prompt, and compares with @huggingface/jinja's
+// renders: the committed llama3-shape template (golden made by
+// scripts/fixtures/make-fixtures.mjs) always, and the shared set of real
+// Llama-3 and Mistral templates when the shared fixtures are present.
 func TestGolden(t *testing.T) {
-	dir := filepath.Join(fixturesDir(t), "tokenizers", "golden")
-	var (
-		templates map[string]string
-		convs     map[string]json.RawMessage
-		renders   map[string]map[string]struct {
-			OK  *string `json:"ok"`
-			Err *string `json:"err"`
+	t.Run("committed", func(t *testing.T) {
+		var convs map[string]json.RawMessage
+		readJSON(t, fixtures.Golden(t, "convs.json"), &convs)
+		var cfg struct {
+			Template string `json:"chat_template"`
 		}
-	)
-	readJSON(t, filepath.Join(dir, "templates.json"), &templates)
-	readJSON(t, filepath.Join(dir, "convs.json"), &convs)
-	readJSON(t, filepath.Join(dir, "renders_hfjinja.json"), &renders)
+		readJSON(t, filepath.Join(fixtures.Tokenizer(t, "llama3-shape"), "tokenizer_config.json"), &cfg)
+		var golden struct {
+			Renders map[string]goldenRender `json:"renders"`
+		}
+		readJSON(t, fixtures.Golden(t, "llama3-shape.renders.json"), &golden)
+		checkGolden(t, map[string]string{"llama3-shape": cfg.Template}, convs, map[string]map[string]goldenRender{"llama3-shape": golden.Renders})
+	})
+	t.Run("shared", func(t *testing.T) {
+		dir := fixtures.SharedPath(t, "golden")
+		var (
+			templates map[string]string
+			convs     map[string]json.RawMessage
+			renders   map[string]map[string]goldenRender
+		)
+		readJSON(t, filepath.Join(dir, "templates.json"), &templates)
+		readJSON(t, filepath.Join(dir, "convs.json"), &convs)
+		readJSON(t, filepath.Join(dir, "renders_hfjinja.json"), &renders)
+		checkGolden(t, templates, convs, renders)
+	})
+}
+
+func checkGolden(t *testing.T, templates map[string]string, convs map[string]json.RawMessage, renders map[string]map[string]goldenRender) {
+	t.Helper()
 	if len(templates) == 0 || len(convs) == 0 {
-		t.Fatalf("fixtures in %s: no templates or conversations", dir)
+		t.Fatal("fixtures: no templates or conversations")
 	}
 
 	var total, exact int

@@ -7,19 +7,14 @@ import (
 	"testing"
 
 	"prism/data"
+	"prism/internal/fixtures"
 )
 
+// fixtureDir is the committed tokenizer in Llama-3's layout (special
+// tokens, chat template, BOS from the post-processor).
 func fixtureDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("PRISM_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared")
-	}
-	d := filepath.Join(dir, "tokenizers", "llama3-8b-instruct")
-	if _, err := os.Stat(d); err != nil {
-		t.Fatalf("fixtures missing (set PRISM_FIXTURES): %v", err)
-	}
-	return d
+	return fixtures.Tokenizer(t, "llama3-shape")
 }
 
 // TestPairBoundary: prompt and response ids concatenate to the ids of the

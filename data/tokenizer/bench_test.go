@@ -21,7 +21,7 @@ func benchText(tb testing.TB) string {
 
 func BenchmarkEncode(b *testing.B) {
 	text := benchText(b)
-	for _, f := range fixtures {
+	for _, f := range allFixtures {
 		b.Run(f.name, func(b *testing.B) {
 			tok := loadFixture(b, f.name)
 			b.SetBytes(int64(len(text)))

@@ -2,37 +2,14 @@ package tokenizer
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-)
 
-// fixturesDir returns the folder that holds tokenizers/ (the shared fixture
-// folder): $PRISM_FIXTURES, or else the first folder named "shared" found
-// beside the package directory or one of its parents.
-func fixturesDir() (string, error) {
-	if dir := os.Getenv("PRISM_FIXTURES"); dir != "" {
-		return dir, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		cand := filepath.Join(dir, "shared")
-		if fi, err := os.Stat(filepath.Join(cand, "tokenizers")); err == nil && fi.IsDir() {
-			return cand, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no shared/tokenizers folder found above the package; set PRISM_FIXTURES")
-		}
-		dir = parent
-	}
-}
+	"prism/internal/fixtures"
+)
 
 // fixture describes a tokenizer under test and its golden ids.
 type fixture struct {
@@ -40,11 +17,15 @@ type fixture struct {
 	file   string                                 // relative to tokenizers/
 	golden string                                 // relative to tokenizers/golden/
 	derive func(map[string]json.RawMessage) error // edits the JSON, or nil
+	// shared fixtures live outside the repository (the real Llama-3
+	// files); tests that need them skip when they are absent.
+	shared bool
 }
 
-var fixtures = []fixture{
+var allFixtures = []fixture{
 	{name: "gpt2", file: "gpt2/tokenizer.json", golden: "gpt2.ids.json"},
-	{name: "llama3", file: "llama3-8b-instruct/tokenizer.json", golden: "llama3-8b-instruct.ids.json"},
+	{name: "llama3-shape", file: "llama3-shape/tokenizer.json", golden: "llama3-shape.ids.json"},
+	{name: "llama3", file: "llama3-8b-instruct/tokenizer.json", golden: "llama3-8b-instruct.ids.json", shared: true},
 	{name: "mistral", file: "mistral-7b-v0.1/tokenizer.json", golden: "mistral-7b-v0.1.ids.json"},
 	{
 		name: "mistral-legacy", file: "mistral-7b-v0.1/tokenizer.json", golden: "mistral-legacy.ids.json",
@@ -63,13 +44,24 @@ var fixtures = []fixture{
 // loaded caches the tokenizers: the Llama-3 file takes a while to parse.
 var loaded sync.Map // name -> func() (*Tokenizer, error)
 
+// base returns the folder holding f's tokenizers/ files: the repository's
+// testdata, or the shared fixtures (skipping the test without them).
+func (f fixture) base(tb testing.TB) string {
+	tb.Helper()
+	if f.shared {
+		return filepath.Dir(fixtures.SharedPath(tb, filepath.Dir(f.file)))
+	}
+	return fixtures.Dir(tb)
+}
+
 func loadFixture(tb testing.TB, name string) *Tokenizer {
 	tb.Helper()
-	for _, f := range fixtures {
+	for _, f := range allFixtures {
 		if f.name != name {
 			continue
 		}
-		once, _ := loaded.LoadOrStore(name, sync.OnceValues(f.load))
+		base := f.base(tb)
+		once, _ := loaded.LoadOrStore(name, sync.OnceValues(func() (*Tokenizer, error) { return f.load(base) }))
 		tok, err := once.(func() (*Tokenizer, error))()
 		if err != nil {
 			tb.Fatalf("load %s: %v", name, err)
@@ -80,12 +72,8 @@ func loadFixture(tb testing.TB, name string) *Tokenizer {
 	return nil
 }
 
-func (f fixture) load() (*Tokenizer, error) {
-	dir, err := fixturesDir()
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "tokenizers", f.file)
+func (f fixture) load(base string) (*Tokenizer, error) {
+	path := filepath.Join(base, f.file)
 	if f.derive == nil {
 		return Load(path)
 	}
@@ -118,13 +106,10 @@ type goldenRow struct {
 	IDsNoSpecial  []int  `json:"ids_no_special"`
 }
 
-func loadGolden(tb testing.TB, file string) []goldenRow {
+func loadGolden(tb testing.TB, f fixture) []goldenRow {
 	tb.Helper()
-	dir, err := fixturesDir()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "tokenizers", "golden", file))
+	file := f.golden
+	data, err := os.ReadFile(filepath.Join(f.base(tb), "golden", file))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -143,11 +128,7 @@ func loadGolden(tb testing.TB, file string) []goldenRow {
 // goldenStrings returns the 196 test strings of golden/strings.json.
 func goldenStrings(tb testing.TB) []string {
 	tb.Helper()
-	dir, err := fixturesDir()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "tokenizers", "golden", "strings.json"))
+	data, err := os.ReadFile(fixtures.Golden(tb, "strings.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}

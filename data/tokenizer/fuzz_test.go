@@ -13,7 +13,7 @@ func FuzzEncode(f *testing.F) {
 	}
 	f.Add("ok\xffbad")
 	gpt2 := loadFixture(f, "gpt2")
-	llama3 := loadFixture(f, "llama3")
+	llama3 := loadFixture(f, "llama3-shape")
 	mistral := loadFixture(f, "mistral")
 	f.Fuzz(func(t *testing.T, s string) {
 		valid := utf8.ValidString(s)

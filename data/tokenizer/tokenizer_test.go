@@ -1,19 +1,22 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"prism/internal/fixtures"
 )
 
 // TestGolden checks every golden row, in both modes, against the ids that
 // the Hugging Face tokenizers library produced.
 func TestGolden(t *testing.T) {
-	for _, f := range fixtures {
+	for _, f := range allFixtures {
 		t.Run(f.name, func(t *testing.T) {
 			tok := loadFixture(t, f.name)
-			rows := loadGolden(t, f.golden)
+			rows := loadGolden(t, f)
 			for _, mode := range []struct {
 				name       string
 				addSpecial bool
@@ -45,7 +48,7 @@ func TestGolden(t *testing.T) {
 // back to the input.
 func TestRoundTrip(t *testing.T) {
 	strs := goldenStrings(t)
-	for _, name := range []string{"gpt2", "llama3"} {
+	for _, name := range []string{"gpt2", "llama3-shape", "llama3"} {
 		t.Run(name, func(t *testing.T) {
 			tok := loadFixture(t, name)
 			for _, s := range strs {
@@ -72,6 +75,8 @@ func TestDecode(t *testing.T) {
 		skipSpecial bool
 		want        string
 	}{
+		{"llama3-shape", "<|begin_of_text|>Hello world", false, "<|begin_of_text|>Hello world"},
+		{"llama3-shape", "<|begin_of_text|>Hello world<|eot_id|>", true, "Hello world"},
 		{"llama3", "<|begin_of_text|>Hello world", false, "<|begin_of_text|>Hello world"},
 		{"llama3", "<|begin_of_text|>Hello world<|eot_id|>", true, "Hello world"},
 		{"gpt2", "a<|endoftext|>b", true, "ab"},
@@ -117,6 +122,8 @@ func TestTokenIDAndVocabSize(t *testing.T) {
 		tokens  map[string]int
 	}{
 		{"gpt2", 50257, map[string]int{"<|endoftext|>": 50256, "Hello": 15496}},
+		// 814 BPE entries, then Llama-3's 256 special tokens in its order.
+		{"llama3-shape", 1070, map[string]int{"<|begin_of_text|>": 814, "<|end_of_text|>": 815, "<|eot_id|>": 823}},
 		{"llama3", 128256, map[string]int{"<|begin_of_text|>": 128000, "<|eot_id|>": 128009}},
 		{"mistral", 32000, map[string]int{"<s>": 1, "</s>": 2, "<unk>": 0, "<0x0A>": 13}},
 	}
@@ -153,24 +160,26 @@ func TestEncodeLongInputs(t *testing.T) {
 		"spaces": strings.Repeat(" ", 1_000_000),
 		"angle":  strings.Repeat("<|eot_i", 150_000),
 	}
-	for _, name := range []string{"gpt2", "llama3", "mistral", "mistral-legacy"} {
-		tok := loadFixture(t, name)
-		for kind, s := range inputs {
-			ids, err := tok.Encode(s, false)
-			if err != nil {
-				t.Fatalf("%s %s: %v", name, kind, err)
+	for _, name := range []string{"gpt2", "llama3-shape", "llama3", "mistral", "mistral-legacy"} {
+		t.Run(name, func(t *testing.T) {
+			tok := loadFixture(t, name)
+			for kind, s := range inputs {
+				ids, err := tok.Encode(s, false)
+				if err != nil {
+					t.Fatalf("%s %s: %v", name, kind, err)
+				}
+				if len(ids) == 0 {
+					t.Errorf("%s %s: no ids", name, kind)
+				}
 			}
-			if len(ids) == 0 {
-				t.Errorf("%s %s: no ids", name, kind)
-			}
-		}
+		})
 	}
 }
 
 // TestConcurrentEncode checks that one Tokenizer can serve many goroutines
 // (the word cache is shared).
 func TestConcurrentEncode(t *testing.T) {
-	tok := loadFixture(t, "llama3")
+	tok := loadFixture(t, "llama3-shape")
 	strs := goldenStrings(t)
 	want := make([][]int, len(strs))
 	for i, s := range strs {
@@ -201,4 +210,40 @@ func TestConcurrentEncode(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestIgnoreMergesMatters guards the llama3-shape fixture: it holds whole
+// words its merges do not build, so turning ignore_merges off must change
+// some golden rows. Otherwise its goldens could not catch a tokenizer
+// that ignores the flag.
+func TestIgnoreMergesMatters(t *testing.T) {
+	f := fixture{name: "llama3-shape/no-ignore-merges", file: "llama3-shape/tokenizer.json",
+		derive: func(m map[string]json.RawMessage) error {
+			var model map[string]json.RawMessage
+			if err := json.Unmarshal(m["model"], &model); err != nil {
+				return err
+			}
+			model["ignore_merges"] = json.RawMessage("false")
+			b, err := json.Marshal(model)
+			m["model"] = b
+			return err
+		}}
+	tok, err := f.load(fixtures.Dir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	differ := 0
+	for _, row := range loadGolden(t, fixture{golden: "llama3-shape.ids.json"}) {
+		got, err := tok.Encode(row.Text, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, row.IDsNoSpecial) {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Fatal("no golden row changes without ignore_merges: the fixture does not test it")
+	}
+	t.Logf("%d rows differ without ignore_merges", differ)
 }

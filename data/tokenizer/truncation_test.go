@@ -5,16 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"prism/internal/fixtures"
 )
 
 // TestEncodeLibraryTruncates: GPT-2's tokenizer.json sets truncation to 50
 // tokens from the right; the library's encode applies it, Encode does not.
 func TestEncodeLibraryTruncates(t *testing.T) {
-	dir, err := fixturesDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := Load(filepath.Join(dir, "tokenizers", "gpt2", "tokenizer.json"))
+	tok, err := Load(filepath.Join(fixtures.Tokenizer(t, "gpt2"), "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

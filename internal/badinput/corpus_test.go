@@ -18,17 +18,21 @@ import (
 	"time"
 )
 
-// dataLimit is the RLIMIT_DATA every prism run of the corpus gets.
-// Measured on linux/amd64 with libtorch 1.13.1 and one BLAS thread: prism
-// starts (libtorch loaded, an input refused) in 200-250 MiB, the controls'
-// one-step training runs need 350-400 MiB (OpenBLAS's buffers), and the
-// largest case, a 100 MB line refused after the 64 MiB that
-// data.MaxLineBytes allows, 400-450 MiB. 640 MiB leaves a margin over all
-// of them and stops any 1 GiB allocation, which TestMemoryLimitBites
-// checks. RLIMIT_AS would be the obvious limit, but it counts address
-// space reserved and never used (64 MiB glibc arenas per thread, the Go
-// heap's reservations): libtorch does not start under 2 GiB of it.
-const dataLimit = 640 << 20
+// The RLIMIT_DATA every prism run of the corpus gets is the binary's own
+// start-up need, measured (startupData), plus dataMargin. Measured on
+// linux/amd64 with one BLAS thread: prism with CPU libtorch 1.13.1 needs
+// about 350 MiB of data segment to start (libtorch loaded, an input
+// refused), a CUDA build of libtorch 2.6 about 1 GiB. The corpus ran for
+// months under a fixed 640 MiB with 1.13, that is start-up plus about
+// 290 MiB, which covers the controls' one-step training runs (OpenBLAS's
+// buffers) and the largest case, a 100 MB line refused after the 64 MiB
+// that data.MaxLineBytes allows. The margin keeps that room and still stops
+// any allocation the size of a hostile header's claims (gigabytes), which
+// TestMemoryLimitBites checks. RLIMIT_AS would be the obvious limit, but it
+// counts address space reserved and never used (64 MiB glibc arenas per
+// thread, the Go heap's reservations): libtorch does not start under 2 GiB
+// of it.
+const dataMargin = 320 << 20
 
 // caseTimeout bounds one run; a case that hangs is a failure.
 const caseTimeout = 90 * time.Second
@@ -39,7 +43,8 @@ const caseTimeout = 90 * time.Second
 const (
 	execEnv  = "PRISM_BADINPUT_EXEC"
 	limitEnv = "PRISM_BADINPUT_DATA_LIMIT"
-	// allocProbe, as execEnv, allocates and touches 1 GiB instead.
+	// allocProbe, as execEnv, allocates and touches as many bytes as the
+	// limit instead.
 	allocProbe = "alloc-probe"
 )
 
@@ -65,7 +70,7 @@ func limitedExec(bin string) int {
 		return 126
 	}
 	if bin == allocProbe {
-		b := make([]byte, 1<<30)
+		b := make([]byte, n)
 		for i := 0; i < len(b); i += 4096 {
 			b[i] = 1
 		}
@@ -238,6 +243,75 @@ type result struct {
 	elapsed        time.Duration
 }
 
+var (
+	limitOnce sync.Once
+	limit     uint64
+	limitErr  error
+)
+
+// dataLimit is the RLIMIT_DATA of every run: the start-up need of the
+// prism binary under test plus dataMargin.
+func dataLimit(t *testing.T) uint64 {
+	t.Helper()
+	bin := prism(t)
+	limitOnce.Do(func() {
+		var start uint64
+		start, limitErr = startupData(bin)
+		limit = start + dataMargin
+		if limitErr == nil {
+			t.Logf("prism starts in %d MiB of data segment; every run gets %d MiB", start>>20, limit>>20)
+		}
+	})
+	if limitErr != nil {
+		t.Fatal(limitErr)
+	}
+	return limit
+}
+
+// startupData finds, to 8 MiB, the smallest RLIMIT_DATA under which
+// `prism version` (libtorch loaded and inspected) runs. It halves the
+// limit from 8 GiB until a start fails, then bisects: starting from above
+// keeps it out of the range where a start does not fail but hangs (seen
+// below about 250 MiB with libtorch 1.13), and each try is bounded anyway.
+func startupData(bin string) (uint64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	starts := func(n uint64) (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, self, "version")
+		cmd.Dir = os.TempDir()
+		cmd.Env = childEnv(bin, n)
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
+		out, err := cmd.CombinedOutput()
+		return err == nil && ctx.Err() == nil, string(out)
+	}
+	hi := uint64(8 << 30)
+	if ok, out := starts(hi); !ok {
+		return 0, fmt.Errorf("prism version does not run even under an RLIMIT_DATA of %d GiB:\n%s", hi>>30, tail(out))
+	}
+	lo := uint64(0)
+	for n := hi / 2; n >= 64<<20; n /= 2 {
+		if ok, _ := starts(n); !ok {
+			lo = n
+			break
+		}
+		hi = n
+	}
+	for lo > 0 && hi-lo > 8<<20 {
+		mid := lo + (hi-lo)/2
+		if ok, _ := starts(mid); ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, nil
+}
+
 // runLimited runs prism (or the allocation probe) in dir under dataLimit.
 func runLimited(t *testing.T, bin, dir, stdin string, args []string) result {
 	t.Helper()
@@ -245,11 +319,12 @@ func runLimited(t *testing.T, bin, dir, stdin string, args []string) result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := dataLimit(t)
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Dir = dir
-	cmd.Env = childEnv(bin)
+	cmd.Env = childEnv(bin, n)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr capped
@@ -282,8 +357,8 @@ func runLimited(t *testing.T, bin, dir, stdin string, args []string) result {
 // childEnv is the environment of a run: one libtorch and BLAS thread (the
 // machine is shared, and fewer threads use less memory), and none of the
 // PRISM_ variables that would change a configuration.
-func childEnv(bin string) []string {
-	env := []string{execEnv + "=" + bin, limitEnv + "=" + strconv.Itoa(dataLimit),
+func childEnv(bin string, limit uint64) []string {
+	env := []string{execEnv + "=" + bin, limitEnv + "=" + strconv.FormatUint(limit, 10),
 		"PRISM_THREADS=1", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1"}
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); {
@@ -403,7 +478,7 @@ func TestBadInputs(t *testing.T) {
 		})
 	}
 	t.Logf("%d cases in %v; largest max RSS %d MiB (%s), limit %d MiB", len(c.Cases),
-		time.Since(start).Round(time.Second), worst>>10, worstName, dataLimit>>20)
+		time.Since(start).Round(time.Second), worst>>10, worstName, dataLimit(t)>>20)
 	unchanged(t, root, corpusFiles)
 }
 
@@ -496,12 +571,13 @@ func TestControls(t *testing.T) {
 	unchanged(t, root, corpusFiles)
 }
 
-// TestMemoryLimitBites checks that the limit stops a 1 GiB allocation, so
-// a case that allocated what a hostile size claims would fail.
+// TestMemoryLimitBites checks that the limit stops an allocation of its
+// own size, so a case that allocated what a hostile size claims (gigabytes)
+// would fail.
 func TestMemoryLimitBites(t *testing.T) {
 	res := runLimited(t, allocProbe, t.TempDir(), "", nil)
 	if res.code == 0 {
-		t.Fatalf("1 GiB allocated under a %d MiB RLIMIT_DATA", dataLimit>>20)
+		t.Fatalf("%d MiB allocated under an RLIMIT_DATA of as much", dataLimit(t)>>20)
 	}
 	// The Go runtime reports the failed mmap as out of memory, or now and
 	// then faults on it; either way the allocation did not happen.

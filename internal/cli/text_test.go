@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,30 +11,18 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"prism/internal/fixtures"
 	"prism/models"
 )
 
-// fixtures is the shared folder with real tokenizer files (PRISM_FIXTURES,
-// default ../shared next to the repository).
-func fixtures(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("PRISM_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "tokenizers")); err != nil {
-		t.Fatalf("tokenizer fixtures not found in %s (set PRISM_FIXTURES): %v", dir, err)
-	}
-	return dir
-}
-
-// llama3Model writes a tiny random Llama with Llama-3's vocabulary and its
-// real tokenizer files into a temporary folder.
+// llama3Model writes a tiny random Llama with the vocabulary of the
+// committed llama3-shape tokenizer (Llama-3's special tokens and chat
+// template) and its tokenizer files into a temporary folder.
 func llama3Model(t *testing.T) string {
 	t.Helper()
-	src := filepath.Join(fixtures(t), "tokenizers", "llama3-8b-instruct")
-	pad := 128001
-	c := &models.Config{ModelType: "llama", VocabSize: 128256, HiddenSize: 32, IntermediateSize: 64,
+	src := fixtures.Tokenizer(t, "llama3-shape")
+	pad := llama3ShapeEOT - 8 // <|end_of_text|>
+	c := &models.Config{ModelType: "llama", VocabSize: llama3ShapeVocab, HiddenSize: 32, IntermediateSize: 64,
 		NumHiddenLayers: 1, NumAttentionHeads: 2, NumKeyValueHeads: 1, HeadDim: 16, RMSNormEps: 1e-5,
 		RopeTheta: 500000, MaxPositionEmbeddings: 1024, HiddenAct: "silu", InitializerRange: 0.02, PadTokenID: &pad}
 	if err := c.Validate(); err != nil {
@@ -54,6 +43,14 @@ func llama3Model(t *testing.T) string {
 	}
 	return dir
 }
+
+// Ids of the llama3-shape tokenizer: its size, <|begin_of_text|> and
+// <|eot_id|> (Llama-3's order after the 814 BPE entries).
+const (
+	llama3ShapeVocab = 1070
+	llama3ShapeBOS   = 814
+	llama3ShapeEOT   = 823
+)
 
 type pqMsg struct {
 	Role    string `parquet:"role"`
@@ -120,7 +117,7 @@ func TestTrainFromTextData(t *testing.T) {
 }
 
 func TestTokenizeAndChatTemplateCommands(t *testing.T) {
-	tokDir := filepath.Join(fixtures(t), "tokenizers", "llama3-8b-instruct")
+	tokDir := fixtures.Tokenizer(t, "llama3-shape")
 	var out strings.Builder
 	root := NewRoot(&out, &out)
 	root.SetIn(strings.NewReader("{\"text\":\"Hello world\"}\n{\"text\":\"\"}\n"))
@@ -129,7 +126,7 @@ func TestTokenizeAndChatTemplateCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], `{"ids":[128000,`) {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], fmt.Sprintf(`{"ids":[%d,`, llama3ShapeBOS)) {
 		t.Fatalf("tokenize output %q", out.String())
 	}
 	out.Reset()
@@ -203,7 +200,7 @@ func TestScoreTextRows(t *testing.T) {
 	rows := `{"prompt": "Hi there", "response": "Hello!"}
 
 {"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]}
-{"input_ids": [128000, 9906]}
+{"input_ids": [814, 300]}
 {"prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}], "response": "Hey."}
 `
 	os.WriteFile(in, []byte(rows), 0o644)
