@@ -56,7 +56,11 @@ blas_variant() {
   local so
   so=$(readlink -f "$sysroot/usr/lib/$arch/libtorch_cpu.so" 2>/dev/null || true)
   if [ -n "$so" ] && [ -e "$so" ] && command -v readelf >/dev/null 2>&1; then
-    if readelf -d "$so" 2>/dev/null | grep -q 'NEEDED.*libgomp'; then
+    # Not a pipe into grep -q: with pipefail, grep's early exit would fail
+    # readelf with SIGPIPE and the test with it.
+    local dyn
+    dyn=$(readelf -d "$so" 2>/dev/null || true)
+    if [[ "$dyn" == *"NEEDED"*"libgomp"* ]]; then
       echo openmp
     else
       echo pthread

@@ -193,6 +193,24 @@ func run() error {
 				r.Shape.Name, r.Shape.MiB, r.Two.AllReduce, 100*r.Two.Share)
 		}
 	}
+	var lt struct {
+		Configs []struct {
+			Name   string  `json:"name"`
+			Median float64 `json:"median_wall_seconds"`
+		} `json:"configs"`
+		Ratio   float64            `json:"ratio_2_6_over_1_13"`
+		Pthread map[string]float64 `json:"pthreads_over_openmp"`
+		LossErr float64            `json:"max_heldout_loss_rel_diff"`
+		Met     bool               `json:"target_met"`
+	}
+	if ok, err := read(filepath.Join(*dir, "libtorch.json"), &lt); err != nil {
+		return err
+	} else if ok && len(lt.Configs) >= 4 {
+		fmt.Fprintf(&b, "| toy run wall time, libtorch 2.6 vs 1.13, OpenBLAS OpenMP (held-out loss agrees to %.0e) | %.1f s | %.1f s (1.13) | %.2f (time ratio) | ≤ 1.05 | %s |\n",
+			lt.LossErr, lt.Configs[1].Median, lt.Configs[0].Median, lt.Ratio, yes(lt.Met))
+		fmt.Fprintf(&b, "| toy run wall time with OpenBLAS's pthreads variant instead (1.13; 2.6) | %.1f s; %.1f s | | x%.2f; x%.2f slower | none (why setup picks OpenMP) | |\n",
+			lt.Configs[2].Median, lt.Configs[3].Median, lt.Pthread["1.13"], lt.Pthread["2.6"])
+	}
 	if machine != "" {
 		fmt.Fprintf(&b, "\nMachine: %s.\n", machine)
 	}
