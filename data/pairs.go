@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -19,7 +20,10 @@ import (
 type Pair struct {
 	// ID is the pair's position in its source (0-based), stable across
 	// shuffles; it names the pair in outputs.
-	ID       int
+	ID int
+	// Source names the pair's row in its file (TextPair.Source) for
+	// per-example outputs.
+	Source   string
 	Prompt   []int64
 	Chosen   []int64
 	Rejected []int64
@@ -92,6 +96,7 @@ func decodeTokenPairs(r io.Reader, name string, vocab int) ([]Pair, error) {
 			return nil, fmt.Errorf("%w: %s:%d: %v", ErrInvalid, name, line, perr)
 		}
 		p.ID = len(pairs)
+		p.Source = strconv.Itoa(p.ID)
 		pairs = append(pairs, p)
 	}
 	if len(pairs) == 0 {
@@ -238,6 +243,25 @@ func Fit(pairs []Pair, maxLen int, policy Truncation) (out []Pair, dropped, trun
 		out = append(out, q)
 	}
 	return out, dropped, truncated
+}
+
+// TruncateRight keeps the first n tokens of each of the pair's two
+// sequences, as Hugging Face tokenizers truncate by default (and so the
+// official RewardBench scorer, with max_length 2048). It reports whether
+// anything was cut.
+func TruncateRight(p Pair, n int) (Pair, bool) {
+	if len(p.Prompt)+len(p.Chosen) <= n && len(p.Prompt)+len(p.Rejected) <= n {
+		return p, false
+	}
+	q := p
+	if len(p.Prompt) >= n {
+		q.Prompt, q.Chosen, q.Rejected = p.Prompt[:n], nil, nil
+		return q, true
+	}
+	room := n - len(p.Prompt)
+	q.Chosen = p.Chosen[:min(len(p.Chosen), room)]
+	q.Rejected = p.Rejected[:min(len(p.Rejected), room)]
+	return q, true
 }
 
 // Split shuffles pairs with the seed and holds out a fraction for

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,7 +26,11 @@ type Message struct {
 // prompt and response is kept so the decomposition can pair any prompt with
 // any response.
 type TextPair struct {
-	ID       int
+	ID int
+	// Source names the row in its file for per-example outputs: the row's
+	// own "id" field when it has one (RewardBench's), else its 0-based
+	// position among the file's rows.
+	Source   string
 	Prompt   []Message
 	Chosen   []Message
 	Rejected []Message
@@ -56,6 +61,72 @@ type ReadStats struct {
 	Rows, Skipped int
 	// FirstSkipped is the error of the first skipped row, for the log.
 	FirstSkipped error
+	// Reasons counts the skipped rows by what was wrong with them.
+	Reasons map[string]int
+	// Examples are the first skipped rows' errors, with file and line.
+	Examples []string
+}
+
+// maxSkipExamples bounds ReadStats.Examples.
+const maxSkipExamples = 10
+
+// Skip records one skipped row: reason says what was wrong, full is the
+// whole error (file and line).
+func (st *ReadStats) Skip(reason string, full error) {
+	if st.Skipped == 0 {
+		st.FirstSkipped = full
+	}
+	st.Skipped++
+	if st.Reasons == nil {
+		st.Reasons = map[string]int{}
+	}
+	st.Reasons[reason]++
+	if len(st.Examples) < maxSkipExamples {
+		st.Examples = append(st.Examples, full.Error())
+	}
+}
+
+// Merge adds the skips of o (a later stage over the same rows: o.Rows is
+// not added).
+func (st *ReadStats) Merge(o ReadStats) {
+	for r, n := range o.Reasons {
+		if st.Reasons == nil {
+			st.Reasons = map[string]int{}
+		}
+		st.Reasons[r] += n
+	}
+	if st.Skipped == 0 {
+		st.FirstSkipped = o.FirstSkipped
+	}
+	st.Skipped += o.Skipped
+	for _, e := range o.Examples {
+		if len(st.Examples) < maxSkipExamples {
+			st.Examples = append(st.Examples, e)
+		}
+	}
+}
+
+// Summary says what was skipped in one line: "skipped 3 of 100 rows:
+// field "chosen" is missing (2), not valid UTF-8 (1)"; "" when nothing was.
+func (st ReadStats) Summary() string {
+	if st.Skipped == 0 {
+		return ""
+	}
+	reasons := make([]string, 0, len(st.Reasons))
+	for r := range st.Reasons {
+		reasons = append(reasons, r)
+	}
+	slices.SortFunc(reasons, func(a, b string) int {
+		if d := st.Reasons[b] - st.Reasons[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s (%d)", r, st.Reasons[r])
+	}
+	return fmt.Sprintf("skipped %d of %d rows: %s", st.Skipped, st.Rows, strings.Join(parts, ", "))
 }
 
 // ReadTextPairs reads preference pairs from JSON Lines (.jsonl), a JSON
@@ -85,17 +156,17 @@ func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) 
 		st.Rows++
 		p, err := decodeTextRow(raw, opt.Keys)
 		if err != nil {
-			err = fmt.Errorf("%w: %s:%s: %v", ErrInvalid, path, where, err)
+			full := fmt.Errorf("%w: %s:%s: %v", ErrInvalid, path, where, err)
 			if !opt.SkipInvalid {
-				return err
+				return full
 			}
-			if st.Skipped == 0 {
-				st.FirstSkipped = err
-			}
-			st.Skipped++
+			st.Skip(err.Error(), full)
 			return nil
 		}
 		p.ID = len(pairs)
+		if p.Source == "" {
+			p.Source = strconv.Itoa(st.Rows - 1)
+		}
 		pairs = append(pairs, p)
 		return nil
 	}
@@ -271,6 +342,18 @@ func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
 		if err := json.Unmarshal(v, &p.Subset); err != nil {
 			return p, fmt.Errorf("field \"subset\": want a string, got %s", short(v))
 		}
+	}
+	if v, ok := row["id"]; ok && string(v) != "null" {
+		var id string
+		var n json.Number
+		switch {
+		case json.Unmarshal(v, &id) == nil:
+		case json.Unmarshal(v, &n) == nil:
+			id = n.String()
+		default:
+			return p, fmt.Errorf("field \"id\": want a string or a number, got %s", short(v))
+		}
+		p.Source = id
 	}
 	if v, ok := row["tags"]; ok {
 		if err := json.Unmarshal(v, &p.Tags); err != nil {

@@ -55,6 +55,11 @@ type State struct {
 	// FirstBad is the first of them (0: none).
 	BadRun   int `json:"bad_run,omitempty"`
 	FirstBad int `json:"first_bad_step,omitempty"`
+	// OptimizerStep is AdamW's own step count, the applied updates: Step
+	// less the skipped steps. Its bias corrections use it, so a resumed
+	// run must restore it, not Step. Checkpoints written before it was
+	// saved lack it; for them it is Step - BadSteps.
+	OptimizerStep *int `json:"optimizer_step,omitempty"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was
 	// written; a run resumed from it cuts the file back to that.
 	MetricsBytes int64 `json:"metrics_bytes,omitempty"`
@@ -70,6 +75,14 @@ type State struct {
 	FirstTagShare float64 `json:"first_tag_share"`
 	// Config is the resolved configuration the run was started with.
 	Config string `json:"config"`
+}
+
+// optimizerStep is the AdamW step count to resume with.
+func (s *State) optimizerStep() int {
+	if s.OptimizerStep != nil {
+		return *s.OptimizerStep
+	}
+	return s.Step - s.BadSteps
 }
 
 // Manifest lists a checkpoint's files with their sizes and checksums.

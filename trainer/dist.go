@@ -220,7 +220,7 @@ func (r *run) syncStart() error {
 	if err := c.Broadcast(r.adam.moments(), 0); err != nil {
 		return fmt.Errorf("receiving the optimizer state from rank 0: %w", err)
 	}
-	r.adam.Step = r.state.Step
+	r.adam.Step = r.state.optimizerStep()
 	return nil
 }
 

@@ -71,6 +71,7 @@ func distChild() int {
 	res, err := Run(ctx, cfg, Options{
 		Comm:   g,
 		Resume: resume,
+		FailNonFinite: poisonFromEnv(),
 		AfterStep: func(s StepInfo) {
 			switch {
 			case action == "stop" && rank == 0 && s.Step == at:
@@ -315,6 +316,37 @@ func TestDataParallelResumeOtherWorldSizes(t *testing.T) {
 	t.Logf("largest weight difference, uninterrupted vs 2, 3 then 1 processes: %.3g (%s)", d, where)
 	if d > dpTolerance {
 		t.Fatalf("weights differ by %.3g (in %s), more than %g", d, where, dpTolerance)
+	}
+}
+
+// TestDataParallelResumeAfterSkippedSteps: two processes that skip
+// non-finite steps (2 and 7), stopped at step 5 and resumed, end with the
+// bytes of an uninterrupted two-process run: the optimizer's own step
+// count (applied updates only) travels with the checkpoint to every rank.
+func TestDataParallelResumeAfterSkippedSteps(t *testing.T) {
+	t.Setenv(childPoison, "2,7")
+	ref := dpConfig(t, filepath.Join(t.TempDir(), "ref"))
+	cfg := dpConfig(t, filepath.Join(t.TempDir(), "resumed"))
+	for _, leg := range []struct {
+		cfg, action string
+		resume      bool
+	}{{ref, "", false}, {cfg, "stop:5", false}, {cfg, "", true}} {
+		errs, outs := runRanks(t, leg.cfg, 2, leg.action, leg.resume)
+		for rank, err := range errs {
+			if err != nil {
+				t.Fatalf("%s %s: rank %d: %v\n%s", filepath.Base(filepath.Dir(leg.cfg)), leg.action, rank, err, outs[rank])
+			}
+		}
+	}
+	a := finalWeights(t, filepath.Join(filepath.Dir(ref), "run"))
+	b := finalWeights(t, filepath.Join(filepath.Dir(cfg), "run"))
+	if !bytes.Equal(a, b) {
+		d, where := weightDiff(t, filepath.Join(filepath.Dir(ref), "run"), filepath.Join(filepath.Dir(cfg), "run"))
+		t.Fatalf("final weights differ from the uninterrupted run's by %.3g (in %s)", d, where)
+	}
+	m := readFile(t, filepath.Join(filepath.Dir(cfg), "run", "metrics.jsonl"))
+	if n, s := strings.Count(m, `"kind":"train"`), strings.Count(m, `"skipped":true`); n != 12 || s != 2 {
+		t.Errorf("metrics.jsonl: %d train rows (want 12), %d skipped (want 2)", n, s)
 	}
 }
 

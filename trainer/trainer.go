@@ -50,8 +50,11 @@ type Options struct {
 	// number of ranks.
 	Comm Comm
 
-	// poison, in tests, makes the given step's loss and gradients NaN.
-	poison func(step int) bool
+	// FailNonFinite is fault injection for crash tests: the steps it
+	// reports true for get a NaN loss and gradients, as a diverging step
+	// would, and so are skipped (see `prism train`'s
+	// PRISM_FAILPOINT_NONFINITE_STEPS).
+	FailNonFinite func(step int) bool
 }
 
 // StepInfo describes a finished optimizer step.
@@ -119,8 +122,11 @@ type run struct {
 	metrics  *os.File
 	progress *progress
 	closers  []io.Closer
-	// poisoned marks the current step for Options.poison.
+	// poisoned marks the current step for Options.FailNonFinite.
 	poisoned bool
+	// metricsErr is the first failure to write a metrics row; it stops
+	// the run (rows are never dropped in silence).
+	metricsErr error
 	// resumed is set when the run continues from a checkpoint, whose
 	// metrics.jsonl already holds the data records; resumeDir is that
 	// checkpoint.
@@ -321,7 +327,7 @@ func (r *run) setup() error {
 		if err := r.adam.SetState(st); err != nil {
 			return fmt.Errorf("%s: %w", filepath.Join(resumeDir, optimizerFile), err)
 		}
-		r.adam.Step = r.state.Step
+		r.adam.Step = r.state.optimizerStep()
 		r.log.Info("resumed", "checkpoint", resumeDir, "step", r.state.Step)
 	}
 	if d := c.Decomposition; d.Weights == "policy" {
@@ -444,17 +450,17 @@ func (r *run) tokenizerDir() string {
 // decomposition reuse the ids).
 func (r *run) readPairs(path string, vocab int) ([]data.Pair, error) {
 	d := r.cfg.Data
-	pairs, skipped, err := encode.ReadFile(path, r.tokenizerDir(), vocab, data.ReadOptions{
+	pairs, st, err := encode.ReadFile(path, r.tokenizerDir(), vocab, data.ReadOptions{
 		Keys:        data.Keys{Prompt: d.PromptKey, Chosen: d.ChosenKey, Rejected: d.RejectedKey, Margin: "margin"},
 		SkipInvalid: d.SkipInvalid,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if skipped > 0 {
-		r.log.Warn("skipped invalid rows", "file", path, "skipped", skipped)
+	if st.Skipped > 0 {
+		r.log.Warn("skipped invalid rows", "file", path, "skipped", st.Skipped, "summary", st.Summary())
 		if !r.resumed {
-			r.writeMetric(map[string]any{"kind": "data", "file": path, "skipped_invalid": skipped})
+			r.writeMetric(map[string]any{"kind": "data", "file": path, "skipped_invalid": st.Skipped, "skip_reasons": st.Reasons})
 		}
 	}
 	return pairs, nil
@@ -558,6 +564,10 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			rec["allreduce_s"] = m.allreduceS
 		}
 		r.writeMetric(rec)
+		if r.metricsErr != nil && r.opt.Comm == nil {
+			// With ranks, the next checkpoint's agreement stops them all.
+			return nil, r.metricsErr
+		}
 		r.progress.update(r.state.Step, m)
 		if err := r.countBad(m); err != nil {
 			return nil, err
@@ -617,6 +627,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			serr = fsutil.WriteDirAtomic(res.AdapterDir, func(tmp string) error { return r.model.WriteAdapter(tmp, r.baseModelName()) })
 		}
 	}
+	if serr == nil {
+		serr = r.metricsErr
+	}
 	if err := r.agree("saving the model", serr); err != nil {
 		return nil, err
 	}
@@ -657,7 +670,9 @@ func (r *run) countBad(m stepMetrics) error {
 func (r *run) checkpoint() error {
 	var err error
 	if r.lead() {
-		err = r.writeCheckpoint()
+		if err = r.metricsErr; err == nil {
+			err = r.writeCheckpoint()
+		}
 	}
 	return r.agree("writing the checkpoint", err)
 }
@@ -676,6 +691,8 @@ func (r *run) writeCheckpoint() error {
 	if err != nil {
 		return err
 	}
+	n := r.adam.Step
+	r.state.OptimizerStep = &n
 	var adapter func(dir string) error
 	if r.model.LoRAOptions().Rank > 0 {
 		adapter = func(dir string) error { return r.model.WriteAdapter(dir, r.baseModelName()) }
@@ -709,7 +726,7 @@ func (r *run) step() (m stepMetrics, err error) {
 	}
 	n := len(idx)
 	correct := 0
-	r.poisoned = r.opt.poison != nil && r.opt.poison(r.state.Step+1)
+	r.poisoned = r.opt.FailNonFinite != nil && r.opt.FailNonFinite(r.state.Step+1)
 	// Each rank takes a contiguous share of the global batch; weighting by
 	// the global size makes the sum over ranks the batch mean.
 	first, last := 0, n
@@ -951,16 +968,38 @@ func softplus(x float64) float64 {
 }
 
 func (r *run) writeMetric(m map[string]any) {
-	if r.metrics == nil {
+	if r.metrics == nil || r.metricsErr != nil {
 		return
 	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(finiteOrNull(m))
+	if err == nil {
+		_, err = r.metrics.Write(append(b, '\n'))
+	}
 	if err != nil {
-		return
+		r.metricsErr = fmt.Errorf("metrics.jsonl: a %v row could not be written: %w", m["kind"], err)
+		r.log.Error("writing metrics", "error", r.metricsErr)
 	}
-	if _, err := r.metrics.Write(append(b, '\n')); err != nil {
-		r.log.Warn("writing metrics", "error", err)
+}
+
+// finiteOrNull replaces NaN and infinite numbers (the loss of a skipped
+// step) with nil, which JSON writes as null: encoding/json refuses them,
+// and the row must not be lost. The row's "skipped" says why.
+func finiteOrNull(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				v = nil
+			}
+		case float32:
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				v = nil
+			}
+		}
+		out[k] = v
 	}
+	return out
 }
 
 // trimMetrics cuts metrics.jsonl back to what it held when the resumed

@@ -3,6 +3,7 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +64,7 @@ func child() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := Run(ctx, cfg, Options{Resume: resume, AfterStep: func(StepInfo) {
+	res, err := Run(ctx, cfg, Options{Resume: resume, FailNonFinite: poisonFromEnv(), AfterStep: func(StepInfo) {
 		time.Sleep(time.Duration(delay) * time.Millisecond)
 	}})
 	if err != nil {
@@ -74,6 +75,26 @@ func child() int {
 		fmt.Println("interrupted at", res.Steps)
 	}
 	return 0
+}
+
+// childPoison lists, comma-separated, the steps a child process makes
+// non-finite (Options.FailNonFinite), so that kill-and-resume runs skip steps.
+const childPoison = "PRISM_TRAINER_TEST_POISON"
+
+func poisonFromEnv() func(int) bool {
+	spec := os.Getenv(childPoison)
+	if spec == "" {
+		return nil
+	}
+	steps := map[int]bool{}
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			panic(fmt.Sprintf("%s=%q: %v", childPoison, spec, err))
+		}
+		steps[n] = true
+	}
+	return func(step int) bool { return steps[step] }
 }
 
 // smallConfig writes an experiment for a fast run into dir.
@@ -175,12 +196,19 @@ func TestKillAndResumeIsBitwise(t *testing.T) {
 	// The prioritised case kills inside decomposition phases: the
 	// selection, its sampler position and the phase draws must resume too.
 	prioritised := "data:\n  train: toy:length_bias\n  synthetic_pairs: 400\ndecomposition:\n  enabled: true\n  warmup_steps: 6\n  every_steps: 10\n  samples: 3\n  pool_size: 96\n"
-	for _, tt := range []struct{ name, extra string }{
-		{"tiny-llama", "model:\n  preset: tiny-llama\n"},
-		{"tiny-mistral", "model:\n  preset: tiny-mistral\n"},
-		{"prioritised", prioritised},
+	for _, tt := range []struct{ name, extra, poison string }{
+		{"tiny-llama", "model:\n  preset: tiny-llama\n", ""},
+		{"tiny-mistral", "model:\n  preset: tiny-mistral\n", ""},
+		{"prioritised", prioritised, ""},
+		// Non-finite steps skipped before the first kill, between the
+		// kills and after the last: AdamW's own step count (applied
+		// updates only) must resume, not the trainer's.
+		{"skipped-steps", "model:\n  preset: tiny-llama\n", "3,6,14,30"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.poison != "" {
+				t.Setenv(childPoison, tt.poison)
+			}
 			ref := t.TempDir()
 			refCfg := smallConfig(t, ref, tt.extra)
 			runChild(t, refCfg, "fresh")
@@ -208,10 +236,34 @@ func TestKillAndResumeIsBitwise(t *testing.T) {
 			if !bytes.Equal(finalOptimizer(t, ref+"/run"), finalOptimizer(t, runDir)) {
 				t.Fatal("final optimizer state differs from the uninterrupted run")
 			}
-			// The metrics of the steps repeated after a kill are not doubled.
+			// The metrics of the steps repeated after a kill are not doubled,
+			// and skipped steps have their rows too.
 			b, _ := os.ReadFile(filepath.Join(runDir, "metrics.jsonl"))
 			if n := strings.Count(string(b), `"kind":"train"`); n != 40 {
 				t.Errorf("metrics.jsonl has %d train lines, want 40", n)
+			}
+			if tt.poison != "" {
+				var skipped []int
+				for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+					var row struct {
+						Kind    string
+						Step    int
+						Skipped bool
+						Loss    *float64
+					}
+					if err := json.Unmarshal([]byte(l), &row); err != nil {
+						t.Fatalf("metrics.jsonl line %q: %v", l, err)
+					}
+					if row.Kind == "train" && row.Skipped {
+						skipped = append(skipped, row.Step)
+						if row.Loss != nil {
+							t.Errorf("step %d: skipped with loss %v, want null", row.Step, *row.Loss)
+						}
+					}
+				}
+				if !slices.Equal(skipped, []int{3, 6, 14, 30}) {
+					t.Errorf("metrics.jsonl marks steps %v skipped, want 3, 6, 14 and 30", skipped)
+				}
 			}
 		})
 	}
@@ -426,7 +478,7 @@ func TestNonFiniteSteps(t *testing.T) {
 	dir := t.TempDir()
 	var skipped []int
 	res, err := Run(context.Background(), load(dir, ""), Options{
-		poison: func(step int) bool { return step == 3 },
+		FailNonFinite: func(step int) bool { return step == 3 },
 		AfterStep: func(si StepInfo) {
 			if si.Skipped {
 				skipped = append(skipped, si.Step)
@@ -449,11 +501,11 @@ func TestNonFiniteSteps(t *testing.T) {
 	// checkpoint holds the same weights.
 	from5 := func(step int) bool { return step >= 5 }
 	ref := t.TempDir()
-	if _, err := Run(context.Background(), load(ref, "0"), Options{poison: from5}); err != nil {
+	if _, err := Run(context.Background(), load(ref, "0"), Options{FailNonFinite: from5}); err != nil {
 		t.Fatal(err)
 	}
 	stop := t.TempDir()
-	_, err = Run(context.Background(), load(stop, "3"), Options{poison: from5})
+	_, err = Run(context.Background(), load(stop, "3"), Options{FailNonFinite: from5})
 	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "steps 5 to 8") || !strings.Contains(err.Error(), "after step 4") {
 		t.Fatalf("err = %v; want ErrNonFinite naming steps 5 to 8 and the last good step 4", err)
 	}
@@ -523,5 +575,28 @@ func TestFullDiskAtCheckpoint(t *testing.T) {
 	res, err := Run(context.Background(), cfg, Options{Resume: "auto"})
 	if err != nil || res.Steps != 12 {
 		t.Fatalf("resume after freeing space: %+v, %v", res, err)
+	}
+}
+
+// TestWriteMetric: non-finite numbers become null and the row is kept;
+// a row that cannot be encoded at all stops the run instead of vanishing.
+func TestWriteMetric(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &run{metrics: f, log: slog.New(slog.DiscardHandler)}
+	r.writeMetric(map[string]any{"kind": "train", "step": 3, "loss": math.NaN(), "grad_norm": math.Inf(1), "lr": 0.5, "skipped": true})
+	if r.metricsErr != nil {
+		t.Fatal(r.metricsErr)
+	}
+	b, _ := os.ReadFile(f.Name())
+	if got := strings.TrimSpace(string(b)); got != `{"grad_norm":null,"kind":"train","loss":null,"lr":0.5,"skipped":true,"step":3}` {
+		t.Errorf("row %s", got)
+	}
+	r.writeMetric(map[string]any{"kind": "eval", "bad": make(chan int)})
+	if r.metricsErr == nil || !strings.Contains(r.metricsErr.Error(), "eval") {
+		t.Errorf("unencodable row: %v", r.metricsErr)
 	}
 }

@@ -61,7 +61,7 @@ func LoadConfig(dir string) (*Config, error) {
 		return nil, fmt.Errorf("chattemplate: %w", err)
 	}
 	if isNull(fields.ChatTemplate) {
-		return nil, fmt.Errorf("chattemplate: %s: no chat_template (and no chat_template.jinja beside it)", path)
+		return nil, fmt.Errorf("%w: %s has no chat_template (and no chat_template.jinja beside it)", ErrNoTemplate, path)
 	}
 	if cfg.Template, err = parseTemplate(fields.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
@@ -163,4 +163,32 @@ func jsonKind(raw json.RawMessage) string {
 	default:
 		return "a number"
 	}
+}
+
+// loadTokens reads only bos_token and eos_token from dir's
+// tokenizer_config.json; a folder without one has neither.
+func loadTokens(dir string) (*Config, error) {
+	path := filepath.Join(dir, "tokenizer_config.json")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Config{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chattemplate: %w", err)
+	}
+	var fields struct {
+		BOSToken json.RawMessage `json:"bos_token"`
+		EOSToken json.RawMessage `json:"eos_token"`
+	}
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
+	}
+	var cfg Config
+	if cfg.BOS, err = parseToken(fields.BOSToken); err != nil {
+		return nil, fmt.Errorf("chattemplate: %s: bos_token: %w", path, err)
+	}
+	if cfg.EOS, err = parseToken(fields.EOSToken); err != nil {
+		return nil, fmt.Errorf("chattemplate: %s: eos_token: %w", path, err)
+	}
+	return &cfg, nil
 }

@@ -26,12 +26,24 @@ type Encoder struct {
 
 // Load reads tokenizer.json and tokenizer_config.json from a model or
 // tokenizer folder.
-func Load(dir string) (*Encoder, error) {
+func Load(dir string) (*Encoder, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadOptions replace the folder's chat template: for tokenizers that have
+// none (GPT-2-style base models), or to score with another format.
+type LoadOptions struct {
+	// TemplateFile is a Jinja chat template file.
+	TemplateFile string
+	// Template names a built-in template (chattemplate.BuiltinNames).
+	Template string
+}
+
+// LoadWith is Load with the chat template that opt names, if any.
+func LoadWith(dir string, opt LoadOptions) (*Encoder, error) {
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	chat, err := chattemplate.LoadConfig(dir)
+	chat, err := chattemplate.LoadConfigWith(dir, chattemplate.Override{File: opt.TemplateFile, Builtin: opt.Template})
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +60,7 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 	if err != nil {
 		return data.Pair{}, fmt.Errorf("chat template (prompt): %w", err)
 	}
-	out := data.Pair{ID: p.ID, Margin: p.Margin, Tags: p.Tags}
+	out := data.Pair{ID: p.ID, Source: p.Source, Margin: p.Margin, Tags: p.Tags}
 	if p.Subset != "" {
 		out.Tags = map[string]string{"subset": p.Subset}
 		for k, v := range p.Tags {
@@ -97,27 +109,27 @@ func (e *Encoder) ids(text string) ([]int64, error) {
 }
 
 // Pairs encodes every pair; with skipInvalid, pairs the template rejects
-// are skipped and counted instead of failing the whole file.
-func (e *Encoder) Pairs(name string, in []data.TextPair, skipInvalid bool) ([]data.Pair, int, error) {
+// are skipped and counted, by reason, instead of failing the whole file.
+func (e *Encoder) Pairs(name string, in []data.TextPair, skipInvalid bool) ([]data.Pair, data.ReadStats, error) {
 	out := make([]data.Pair, 0, len(in))
-	skipped := 0
+	var st data.ReadStats
 	for _, p := range in {
 		q, err := e.Pair(p)
 		if err != nil {
-			err = fmt.Errorf("%w: %s: pair %d: %v", data.ErrInvalid, name, p.ID, err)
+			full := fmt.Errorf("%w: %s: row %s: %v", data.ErrInvalid, name, p.Source, err)
 			if !skipInvalid {
-				return nil, skipped, err
+				return nil, st, full
 			}
-			skipped++
+			st.Skip(err.Error(), full)
 			continue
 		}
 		q.ID = len(out)
 		out = append(out, q)
 	}
 	if len(out) == 0 {
-		return nil, skipped, errors.New(name + ": no pair could be encoded")
+		return nil, st, errors.New(name + ": no pair could be encoded")
 	}
-	return out, skipped, nil
+	return out, st, nil
 }
 
 // IsTokenFile reports whether a JSON Lines or JSON file holds
@@ -150,42 +162,48 @@ func IsTokenFile(path string) (bool, error) {
 
 // ReadFile reads preference pairs of any supported kind: pre-tokenised
 // JSON Lines as they are, text rows (JSON Lines, JSON, Parquet) rendered
-// and tokenised with the tokenizer and chat template of tokDir. It returns
-// the number of rows skipped (with opt.SkipInvalid).
-func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions) ([]data.Pair, int, error) {
+// and tokenised with the tokenizer and chat template of tokDir (or the
+// template that tmpl names, see LoadOptions). It returns what was skipped
+// (with opt.SkipInvalid), by reason.
+func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions, tmpl ...LoadOptions) ([]data.Pair, data.ReadStats, error) {
 	tokens, err := IsTokenFile(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, data.ReadStats{}, err
 	}
 	if tokens {
 		p, err := data.ReadTokenPairs(path, vocab)
-		return p, 0, err
+		return p, data.ReadStats{Rows: len(p)}, err
 	}
 	if tokDir == "" {
-		return nil, 0, fmt.Errorf("%s holds text pairs: name the tokenizer folder (data.tokenizer, or a model.path with tokenizer.json)", path)
+		return nil, data.ReadStats{}, fmt.Errorf("%s holds text pairs: name the tokenizer folder (data.tokenizer, or a model.path with tokenizer.json)", path)
 	}
 	text, st, err := data.ReadTextPairs(path, opt)
 	if err != nil {
-		return nil, 0, err
+		return nil, st, err
 	}
-	e, err := Load(tokDir)
+	var lo LoadOptions
+	if len(tmpl) > 0 {
+		lo = tmpl[0]
+	}
+	e, err := LoadWith(tokDir, lo)
 	if err != nil {
-		return nil, 0, err
+		return nil, st, err
 	}
-	pairs, skipped, err := e.Pairs(path, text, opt.SkipInvalid)
+	pairs, est, err := e.Pairs(path, text, opt.SkipInvalid)
 	if err != nil {
-		return nil, 0, err
+		return nil, st, err
 	}
+	st.Merge(est)
 	for _, p := range pairs {
 		for _, ids := range [][]int64{p.Prompt, p.Chosen, p.Rejected} {
 			for _, id := range ids {
 				if vocab > 0 && id >= int64(vocab) {
-					return nil, 0, fmt.Errorf("%s: pair %d: token id %d from %s is outside the model's vocabulary (%d): tokenizer and model do not match", path, p.ID, id, tokDir, vocab)
+					return nil, st, fmt.Errorf("%s: pair %d: token id %d from %s is outside the model's vocabulary (%d): tokenizer and model do not match", path, p.ID, id, tokDir, vocab)
 				}
 			}
 		}
 	}
-	return pairs, st.Skipped + skipped, nil
+	return pairs, st, nil
 }
 
 // renderFull renders a whole conversation without the generation prompt.

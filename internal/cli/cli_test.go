@@ -176,4 +176,10 @@ func TestDecomposeCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "quadrants.png")); err != nil {
 		t.Error(err)
 	}
+	// Every response is scored under every prompt: the longest prompt (2)
+	// with the longest response (4) must fit, or the run is refused.
+	_, _, err = run(t, "decompose", "--model", filepath.Join(runDir, "model"), "--data", pairs, "--samples", "2", "--out", out, "--max-length", "5")
+	if err == nil || !strings.Contains(err.Error(), "longest prompt (2 tokens) with the longest response (4)") {
+		t.Errorf("a pool longer than --max-length: %v", err)
+	}
 }

@@ -26,6 +26,7 @@ func newDecomposeCmd(g *globals) *cobra.Command {
 		samples, batch                            int
 		includeOwn                                bool
 		seed                                      uint64
+		length                                    lengthFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "decompose --model DIR --data F.jsonl [--prompts F.jsonl] [--samples M]",
@@ -56,6 +57,24 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 				if promptSrc, err = data.ReadTokenPairs(promptsPath, m.Config.VocabSize); err != nil {
 					return err
 				}
+			}
+			// Every response is scored under every prompt of the pool: the
+			// longest prompt with the longest response must fit, since
+			// cutting either would change what the estimator measures.
+			limit, err := length.limit(g, m)
+			if err != nil {
+				return err
+			}
+			longPrompt, longResp := 0, 0
+			for _, p := range promptSrc {
+				longPrompt = max(longPrompt, len(p.Prompt))
+			}
+			for _, p := range pairs {
+				longPrompt = max(longPrompt, len(p.Prompt))
+				longResp = max(longResp, len(p.Chosen), len(p.Rejected))
+			}
+			if longPrompt+longResp > limit {
+				return fmt.Errorf("the longest prompt (%d tokens) with the longest response (%d) exceeds the limit of %d tokens (--max-length, capped at the model's max_position_embeddings): every response is scored under every prompt, so shorten the data or raise --max-length", longPrompt, longResp, limit)
 			}
 			pool := trainer.PromptPool(promptSrc)
 			var policy *models.CausalLM
@@ -125,6 +144,8 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 	cmd.Flags().StringVar(&tag, "tag", "", "pair tag that colours the plot")
 	cmd.Flags().StringVar(&policyDir, "policy", "", "causal LM folder for importance weights (default: uniform weights)")
 	cmd.Flags().Float64Var(&tau, "tau", 1, "temperature τ of the policy weights")
+	cmd.Flags().IntVar(&length.max, "max-length", 2048, "longest sequence scored, in tokens (never more than the model's max_position_embeddings); a pool whose longest prompt and response exceed it is refused")
+	length.policy = overRefuse
 	return cmd
 }
 

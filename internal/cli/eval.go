@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,59 +32,110 @@ func newEvalCmd(g *globals) *cobra.Command {
 }
 
 type evalFlags struct {
-	g                           *globals
-	model, data, tokenizer, out string
-	batch                       int
-	skipInvalid                 bool
+	g                     *globals
+	model, tokenizer, out string
+	data                  []string
+	batch                 int
+	skipInvalid           bool
+	length                lengthFlags
+	template              templateFlags
 }
 
-func (f *evalFlags) register(cmd *cobra.Command) {
+func (f *evalFlags) register(cmd *cobra.Command, dataHelp string) {
 	cmd.Flags().StringVar(&f.model, "model", "", "reward model folder")
-	cmd.Flags().StringVar(&f.data, "data", "", "pairs: Parquet, JSON or JSON Lines (text or token ids)")
+	cmd.Flags().StringArrayVar(&f.data, "data", nil, dataHelp)
 	cmd.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder for text pairs (default: --model)")
-	cmd.Flags().StringVar(&f.out, "out", "", "output folder for results.json and results.md (default: none)")
+	cmd.Flags().StringVar(&f.out, "out", "", "output folder for results.json, results.md and scores.jsonl (default: none)")
 	cmd.Flags().IntVar(&f.batch, "batch-size", 32, "sequences per forward pass")
-	cmd.Flags().BoolVar(&f.skipInvalid, "skip-invalid", false, "skip and count bad rows instead of failing")
+	cmd.Flags().BoolVar(&f.skipInvalid, "skip-invalid", false, "skip bad rows (reported by reason on stderr and in results.json) instead of failing")
+	f.length.register(cmd, overTruncate, " (the official RewardBench scorer truncates)")
+	f.template.register(cmd)
 }
 
-// load reads the model and the pairs.
-func (f *evalFlags) load() (*models.RewardModel, []data.Pair, error) {
-	if f.model == "" || f.data == "" {
-		return nil, nil, fmt.Errorf("--model and --data are required")
+// evalRun is what an evaluation read and scored.
+type evalRun struct {
+	m                 *models.RewardModel
+	pairs             []data.Pair
+	chosen, rejected  []float64
+	skipped           data.ReadStats
+	maxLength, cutOff int
+}
+
+// loadAndScore reads the model and the pairs of every --data file,
+// applies the length limit and scores both sides. Skipped rows and
+// truncated pairs are reported on stderr.
+func (f *evalFlags) loadAndScore() (*evalRun, error) {
+	if f.model == "" || len(f.data) == 0 {
+		return nil, fmt.Errorf("--model and --data are required")
 	}
 	if f.batch < 1 {
-		return nil, nil, fmt.Errorf("--batch-size %d: want at least 1", f.batch)
+		return nil, fmt.Errorf("--batch-size %d: want at least 1", f.batch)
 	}
 	m, _, err := models.LoadWith(f.model, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: f.g.allowPickle})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	r := &evalRun{m: m}
+	fail := func(err error) (*evalRun, error) {
+		m.Drop()
+		return nil, err
+	}
+	if r.maxLength, err = f.length.limit(f.g, m); err != nil {
+		return fail(err)
 	}
 	tok := f.tokenizer
 	if tok == "" {
 		tok = f.model
 	}
-	pairs, _, err := encode.ReadFile(f.data, tok, m.Config.VocabSize, data.ReadOptions{SkipInvalid: f.skipInvalid})
-	if err != nil {
-		m.Drop()
-		return nil, nil, err
+	for _, path := range f.data {
+		pairs, st, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{SkipInvalid: f.skipInvalid}, f.template.options())
+		if err != nil {
+			return fail(err)
+		}
+		if st.Skipped > 0 {
+			f.g.logger.Warn("skipped invalid rows", "file", path, "skipped", st.Skipped, "rows", st.Rows, "summary", st.Summary())
+		}
+		r.skipped.Rows += st.Rows
+		r.skipped.Merge(st)
+		pairs, cut, err := f.length.fitPairs(path, pairs, r.maxLength)
+		if err != nil {
+			return fail(err)
+		}
+		if cut > 0 {
+			f.g.logger.Warn("truncated pairs to the length limit (their first tokens are scored)", "file", path, "pairs", cut, "max_length", r.maxLength)
+		}
+		r.cutOff += cut
+		for i := range pairs {
+			pairs[i].ID = len(r.pairs) + i
+		}
+		r.pairs = append(r.pairs, pairs...)
 	}
-	return m, pairs, nil
+	if r.chosen, r.rejected, err = trainer.ScorePairs(m, r.pairs, f.batch); err != nil {
+		return fail(err)
+	}
+	return r, nil
 }
 
-// loadAndScore reads the model and the pairs and scores both sides.
-func (f *evalFlags) loadAndScore() (m *models.RewardModel, pairs []data.Pair, chosen, rejected []float64, err error) {
-	m, pairs, err = f.load()
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	if chosen, rejected, err = trainer.ScorePairs(m, pairs, f.batch); err != nil {
-		m.Drop()
-		return nil, nil, nil, nil, err
-	}
-	return m, pairs, chosen, rejected, nil
+// inputReport is what every evaluation's results.json says about its
+// input: the files, what was skipped and what was cut.
+type inputReport struct {
+	Data      []string       `json:"data"`
+	Pairs     int            `json:"pairs"`
+	MaxLength int            `json:"max_length"`
+	Truncated int            `json:"truncated_pairs"`
+	Skipped   int            `json:"skipped_rows"`
+	Reasons   map[string]int `json:"skip_reasons,omitempty"`
+	Examples  []string       `json:"skip_examples,omitempty"`
 }
 
-func writeResults(dir string, v any, md string) error {
+func (f *evalFlags) input(r *evalRun) inputReport {
+	return inputReport{Data: f.data, Pairs: len(r.pairs), MaxLength: r.maxLength, Truncated: r.cutOff,
+		Skipped: r.skipped.Skipped, Reasons: r.skipped.Reasons, Examples: r.skipped.Examples}
+}
+
+// writeResults writes results.json and results.md to dir, and the
+// per-example lines when there are any.
+func writeResults(dir string, v any, md string, perExample []byte) error {
 	if dir == "" {
 		return nil
 	}
@@ -91,7 +144,12 @@ func writeResults(dir string, v any, md string) error {
 	}
 	j, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if perExample != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, "scores.jsonl"), perExample); err != nil {
+			return err
+		}
 	}
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "results.json"), append(j, '\n')); err != nil {
 		return err
@@ -99,45 +157,95 @@ func writeResults(dir string, v any, md string) error {
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "results.md"), []byte(md))
 }
 
+// exampleRow is one line of scores.jsonl, with the official scorer's field
+// names: results is 1 when the chosen reward is strictly higher, else 0.
+type exampleRow struct {
+	ID       string  `json:"id"`
+	Subset   string  `json:"subset,omitempty"`
+	Chosen   float64 `json:"scores_chosen"`
+	Rejected float64 `json:"scores_rejected"`
+	Result   int     `json:"results"`
+}
+
+func perExample(r *evalRun) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for i, p := range r.pairs {
+		row := exampleRow{ID: p.Source, Subset: p.Tags["subset"], Chosen: r.chosen[i], Rejected: r.rejected[i]}
+		if row.Chosen > row.Rejected {
+			row.Result = 1
+		}
+		if err := enc.Encode(row); err != nil {
+			return nil, fmt.Errorf("scores.jsonl, row %s: %w", p.Source, err)
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// RewardBenchReport is `prism eval rewardbench`'s results.json.
+type RewardBenchReport struct {
+	*rewardbench.Scores
+	Input inputReport `json:"input"`
+}
+
 func newEvalRewardBenchCmd(g *globals) *cobra.Command {
 	f := &evalFlags{g: g}
 	cmd := &cobra.Command{
-		Use:   "rewardbench --model DIR --data F",
-		Short: "Score RewardBench's filtered split the way the official code does",
-		Long: `Score the RewardBench "filtered" split (Parquet or JSON Lines with prompt,
-chosen, rejected and subset): per-subset accuracy (a tie is wrong), the four
-sections as example-count-weighted means of their subsets (math-prm weighted
-as the official code does) and the overall score as the mean of the
-sections.`,
+		Use:   "rewardbench --model DIR --data F [--data PRIOR_SETS]",
+		Short: "Score RewardBench the way the official code does",
+		Long: `Score RewardBench data (Parquet or JSON Lines with prompt, chosen, rejected,
+subset and optionally id) as allenai/reward-bench does (` + rewardbench.Upstream + `):
+per-subset accuracy (a tie is wrong), the four sections as
+example-count-weighted means of their subsets (math-prm weighted as the
+official code does; a section with no subset scores 0), "Prior Sets" as the
+mean accuracy on anthropic_helpful, anthropic_hhh, shp and summarize when
+their rows are given (the pref-sets data, as a second --data or in the same
+file), and the leaderboard score: sections and prior sets weighted
+2, 2, 2, 2, 1, or the mean of the four sections without prior sets.
+Subsets outside both are scored on their own and left out of the sections.
+
+Sequences longer than --max-length (2048, as the official scorer) are
+truncated to their first tokens, or refused with --over-length refuse.
+--out gets results.json, results.md and scores.jsonl, one line per pair:
+id, subset, scores_chosen, scores_rejected and results (1 right, 0 wrong).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, pairs, chosen, rejected, err := f.loadAndScore()
+			r, err := f.loadAndScore()
 			if err != nil {
 				return err
 			}
-			defer m.Drop()
-			res := make([]rewardbench.Result, len(pairs))
-			for i, p := range pairs {
+			defer r.m.Drop()
+			res := make([]rewardbench.Result, len(r.pairs))
+			for i, p := range r.pairs {
 				sub := p.Tags["subset"]
 				if sub == "" {
-					return fmt.Errorf("%s: pair %d has no subset", f.data, p.ID)
+					return fmt.Errorf("row %s has no subset: RewardBench rows need a \"subset\" field", p.Source)
 				}
-				res[i] = rewardbench.Result{Subset: sub, Chosen: chosen[i], Rejected: rejected[i]}
+				res[i] = rewardbench.Result{Subset: sub, Chosen: r.chosen[i], Rejected: r.rejected[i]}
 			}
-			s, err := rewardbench.Score(res)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.data, err)
+			s := rewardbench.Score(res)
+			if len(s.Other) > 0 {
+				g.logger.Warn("subsets that are neither RewardBench's nor prior sets are scored on their own and left out of the sections", "subsets", strings.Join(s.Other, ", "))
 			}
 			var b strings.Builder
-			fmt.Fprintf(&b, "# RewardBench: %s\n\n| section | score |\n| --- | --- |\n", f.model)
-			for _, sec := range []string{"Chat", "Chat Hard", "Safety", "Reasoning"} {
-				if v, ok := s.Sections[sec]; ok {
-					fmt.Fprintf(&b, "| %s | %.2f |\n", sec, 100*v)
-				} else {
-					fmt.Fprintf(&b, "| %s | n/a |\n", sec)
+			fmt.Fprintf(&b, "# RewardBench: %s\n\nScored as %s.\n\n| section | score |\n| --- | --- |\n", f.model, rewardbench.Upstream)
+			for _, sec := range rewardbench.Sections {
+				v := s.Sections[sec.Name]
+				note := ""
+				if slices.Contains(s.Missing, sec.Name) {
+					note = " (no subset in the data: 0, as the official code scores it)"
 				}
+				fmt.Fprintf(&b, "| %s | %.2f%s |\n", sec.Name, 100*v, note)
 			}
-			fmt.Fprintf(&b, "| **overall** | **%.2f** |\n\n| subset | correct | total | accuracy |\n| --- | --- | --- | --- |\n", 100*s.Overall)
+			if s.PriorSets != nil {
+				fmt.Fprintf(&b, "| Prior Sets (0.5 weight) | %.2f |\n", 100**s.PriorSets)
+			}
+			fmt.Fprintf(&b, "| **overall** | **%.2f** |\n", 100*s.Overall)
+			if len(s.Missing) > 0 {
+				fmt.Fprintf(&b, "\nSections missing from the data: %s. The overall score counts them as 0, as the leaderboard would; over the sections present it is %.2f, a figure for this partial run only.\n",
+					strings.Join(s.Missing, ", "), 100*s.OverallPresent)
+			}
+			fmt.Fprintf(&b, "\n| subset | correct | total | accuracy |\n| --- | --- | --- | --- |\n")
 			names := make([]string, 0, len(s.Subsets))
 			for n := range s.Subsets {
 				names = append(names, n)
@@ -147,14 +255,24 @@ sections.`,
 				ss := s.Subsets[n]
 				fmt.Fprintf(&b, "| %s | %d | %d | %.4f |\n", n, ss.Correct, ss.Total, ss.Accuracy)
 			}
-			if len(s.Missing) > 0 {
-				fmt.Fprintf(&b, "\nSections with no subset in the data (left out of the overall score): %s\n", strings.Join(s.Missing, ", "))
+			if len(s.Other) > 0 {
+				fmt.Fprintf(&b, "\nSubsets outside RewardBench's sections and prior sets, in no section: %s\n", strings.Join(s.Other, ", "))
+			}
+			if r.cutOff > 0 {
+				fmt.Fprintf(&b, "\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
+			}
+			if r.skipped.Skipped > 0 {
+				fmt.Fprintf(&b, "\n%s.\n", r.skipped.Summary())
 			}
 			fmt.Fprint(cmd.OutOrStdout(), b.String())
-			return writeResults(f.out, s, b.String())
+			lines, err := perExample(r)
+			if err != nil {
+				return err
+			}
+			return writeResults(f.out, RewardBenchReport{Scores: s, Input: f.input(r)}, b.String(), lines)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, "RewardBench data: Parquet, JSON or JSON Lines with a subset column; repeat for the prior sets")
 	return cmd
 }
 
@@ -164,7 +282,8 @@ type PairsReport struct {
 	// SwappedAccuracy is the accuracy with each pair's prompt replaced by
 	// another pair's: a model that reads the prompt drops toward chance on
 	// prompt-dependent preferences; a prompt-blind one does not move.
-	SwappedAccuracy float64 `json:"swapped_prompt_accuracy"`
+	SwappedAccuracy float64     `json:"swapped_prompt_accuracy"`
+	Input           inputReport `json:"input"`
 }
 
 func newEvalPairsCmd(g *globals) *cobra.Command {
@@ -175,12 +294,13 @@ func newEvalPairsCmd(g *globals) *cobra.Command {
 		Short: "Accuracy, margin and reward statistics on any preference file, plus the prompt-swap probe",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, pairs, chosen, rejected, err := f.loadAndScore()
+			r, err := f.loadAndScore()
 			if err != nil {
 				return err
 			}
-			defer m.Drop()
-			rep := &PairsReport{Metrics: trainer.PairMetrics(chosen, rejected)}
+			defer r.m.Drop()
+			m, pairs := r.m, r.pairs
+			rep := &PairsReport{Metrics: trainer.PairMetrics(r.chosen, r.rejected), Input: f.input(r)}
 			if len(pairs) > 1 {
 				rng := rand.New(rand.NewPCG(seed, 0x5a9))
 				swapped := make([]data.Pair, len(pairs))
@@ -200,11 +320,21 @@ func newEvalPairsCmd(g *globals) *cobra.Command {
 			ev := rep.Metrics
 			md := fmt.Sprintf("| pairs | accuracy | accuracy, prompts swapped | mean margin | loss | reward mean | reward std |\n| --- | --- | --- | --- | --- | --- | --- |\n| %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n",
 				ev.Pairs, ev.Accuracy, rep.SwappedAccuracy, ev.Margin, ev.Loss, ev.RewardMean, ev.RewardStd)
+			if r.cutOff > 0 {
+				md += fmt.Sprintf("\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
+			}
+			if r.skipped.Skipped > 0 {
+				md += fmt.Sprintf("\n%s.\n", r.skipped.Summary())
+			}
 			fmt.Fprint(cmd.OutOrStdout(), md)
-			return writeResults(f.out, rep, md)
+			lines, err := perExample(r)
+			if err != nil {
+				return err
+			}
+			return writeResults(f.out, rep, md, lines)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, "pairs: Parquet, JSON or JSON Lines (text or token ids); repeatable")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the prompt swap")
 	return cmd
 }

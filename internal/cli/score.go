@@ -23,6 +23,8 @@ func newScoreCmd(g *globals) *cobra.Command {
 	var (
 		modelDir, input, output, tokDir string
 		batch                           int
+		length                          lengthFlags
+		template                        templateFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "score --model DIR --input F.jsonl [--output F.jsonl]",
@@ -31,7 +33,10 @@ func newScoreCmd(g *globals) *cobra.Command {
 {"prompt": ..., "response": ...} (strings or message lists) or
 {"messages": [...]}. Text rows are rendered with the model's chat template
 and tokenised with its tokenizer (--tokenizer, default --model). Output rows
-{"reward": x} come in input order, to --output or stdout.`,
+{"reward": x} come in input order, to --output or stdout. Rows longer than
+--max-length tokens (never more than the model's max_position_embeddings)
+are truncated to their first tokens, with a warning, or refused with
+--over-length refuse.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelDir == "" || input == "" {
@@ -48,7 +53,7 @@ and tokenised with its tokenizer (--tokenizer, default --model). Output rows
 			enc := func() (*encode.Encoder, error) {
 				if encoder == nil {
 					var err error
-					if encoder, err = encode.Load(tok); err != nil {
+					if encoder, err = encode.LoadWith(tok, template.options()); err != nil {
 						return nil, fmt.Errorf("text rows need a tokenizer (--tokenizer): %w", err)
 					}
 				}
@@ -69,6 +74,24 @@ and tokenised with its tokenizer (--tokenizer, default --model). Output rows
 						return fmt.Errorf("%s:%d: token id %d is outside the model's vocabulary (%d)", input, lines[i], id, m.Config.VocabSize)
 					}
 				}
+			}
+			limit, err := length.limit(g, m)
+			if err != nil {
+				return err
+			}
+			cut := 0
+			for i, r := range rows {
+				if len(r) <= limit {
+					continue
+				}
+				if length.policy == overRefuse {
+					return fmt.Errorf("%s:%d: %d tokens, over the limit of %d (--max-length, capped at the model's max_position_embeddings); pass --over-length truncate to score the first %d", input, lines[i], len(r), limit, limit)
+				}
+				rows[i] = r[:limit]
+				cut++
+			}
+			if cut > 0 {
+				g.logger.Warn("truncated rows to the length limit (their first tokens are scored)", "file", input, "rows", cut, "max_length", limit)
 			}
 			rewards, err := m.Score(rows, batch)
 			if err != nil {
@@ -91,6 +114,8 @@ and tokenised with its tokenizer (--tokenizer, default --model). Output rows
 	cmd.Flags().StringVar(&tokDir, "tokenizer", "", "tokenizer folder for text rows (default: --model)")
 	cmd.Flags().StringVar(&output, "output", "", "output JSON Lines (default: stdout)")
 	cmd.Flags().IntVar(&batch, "batch-size", 32, "sequences per forward pass")
+	length.register(cmd, overTruncate, "")
+	template.register(cmd)
 	return cmd
 }
 

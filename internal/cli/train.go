@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,6 +108,14 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 				Progress: cmd.OutOrStdout(),
 				Logger:   g.logger,
 			}
+			if spec := os.Getenv(failpointEnv); spec != "" {
+				steps, err := parseSteps(spec)
+				if err != nil {
+					return fmt.Errorf("%s=%q: %w", failpointEnv, spec, err)
+				}
+				g.logger.Warn("failpoint: these steps are made non-finite on purpose (a crash-test setting)", "env", failpointEnv, "steps", spec)
+				opt.FailNonFinite = func(step int) bool { return steps[step] }
+			}
 			if group != nil {
 				defer group.Close()
 				opt.Comm = group
@@ -139,4 +149,21 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 	cmd.Flags().BoolVar(&ignoreMemory, "ignore-memory-plan", false, "start even when weights, gradients and optimizer state exceed the device's memory")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
 	return cmd
+}
+
+// failpointEnv makes the listed steps non-finite (comma-separated step
+// numbers): the crash test (make chaos) uses it to check that runs which
+// skip steps resume exactly.
+const failpointEnv = "PRISM_FAILPOINT_NONFINITE_STEPS"
+
+func parseSteps(spec string) (map[int]bool, error) {
+	steps := map[int]bool{}
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("want comma-separated step numbers from 1, got %q", f)
+		}
+		steps[n] = true
+	}
+	return steps, nil
 }

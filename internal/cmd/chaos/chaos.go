@@ -19,7 +19,11 @@ import (
 
 // The experiments, one a variant. Each names no run.dir: the test sets it.
 //
-//go:embed *.yaml
+//
+// A variant may have NAME.env beside it: KEY=VALUE lines set in its
+// trainers' environment (the failpoints of `prism train`).
+//
+//go:embed *.yaml *.env
 var experiments embed.FS
 
 type variant struct {
@@ -27,6 +31,7 @@ type variant struct {
 	YAML  []byte
 	Steps int // train.steps
 	Every int // checkpoint.every
+	Env   []string
 }
 
 func variantNames() []string {
@@ -57,7 +62,18 @@ func loadVariant(name string) (*variant, error) {
 	if c.Train.Steps <= 0 || c.Checkpoint.Every <= 0 {
 		return nil, fmt.Errorf("variant %s: train.steps and checkpoint.every must be set", name)
 	}
-	return &variant{Name: name, YAML: b, Steps: c.Train.Steps, Every: c.Checkpoint.Every}, nil
+	v := &variant{Name: name, YAML: b, Steps: c.Train.Steps, Every: c.Checkpoint.Every}
+	if env, err := experiments.ReadFile(name + ".env"); err == nil {
+		for _, l := range strings.Split(string(env), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				if !strings.Contains(l, "=") {
+					return nil, fmt.Errorf("variant %s: %s.env: want KEY=VALUE, got %q", name, name, l)
+				}
+				v.Env = append(v.Env, l)
+			}
+		}
+	}
+	return v, nil
 }
 
 // tester runs the crash test of one variant at a time.
@@ -150,7 +166,7 @@ func (t *tester) runVariant(ctx context.Context, v *variant, rng *rand.Rand) (*v
 
 	refDir := filepath.Join(dir, "reference")
 	t.say("%s: reference run (%d steps, a checkpoint every %d)", v.Name, v.Steps, v.Every)
-	p, err := startTrainer(ctx, t.prism, t.trainArgs(cfg, refDir, false), filepath.Join(dir, "logs", "reference.log"))
+	p, err := startTrainer(ctx, t.prism, t.trainArgs(cfg, refDir, false), filepath.Join(dir, "logs", "reference.log"), v.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +306,7 @@ func (t *tester) chaos(ctx context.Context, v *variant, res *variantResult, rng 
 			}
 		}
 		logPath := filepath.Join(logDir, fmt.Sprintf("attempt-%02d.log", attempt))
-		p, err := startTrainer(ctx, t.prism, t.trainArgs(cfg, runDir, attempt > 1), logPath)
+		p, err := startTrainer(ctx, t.prism, t.trainArgs(cfg, runDir, attempt > 1), logPath, v.Env)
 		if err != nil {
 			if watch != nil {
 				watch.Close()

@@ -24,14 +24,14 @@ type proc struct {
 	killedAt time.Duration
 }
 
-func startTrainer(ctx context.Context, prism string, args []string, logPath string) (*proc, error) {
+func startTrainer(ctx context.Context, prism string, args []string, logPath string, env []string) (*proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, prism, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = trainerEnv()
+	cmd.Env = append(trainerEnv(), env...)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", prism, err)
