@@ -69,8 +69,8 @@ func distChild() int {
 		resume = "auto"
 	}
 	res, err := Run(ctx, cfg, Options{
-		Comm:   g,
-		Resume: resume,
+		Comm:          g,
+		Resume:        resume,
 		FailNonFinite: poisonFromEnv(),
 		AfterStep: func(s StepInfo) {
 			switch {

@@ -19,7 +19,6 @@ import (
 
 // The experiments, one a variant. Each names no run.dir: the test sets it.
 //
-//
 // A variant may have NAME.env beside it: KEY=VALUE lines set in its
 // trainers' environment (the failpoints of `prism train`).
 //
