@@ -44,19 +44,16 @@ func LoadConfig(dir string) (*Config, error) {
 		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
 	}
 
-	var cfg Config
-	if cfg.BOS, err = parseToken(fields.BOSToken); err != nil {
-		return nil, fmt.Errorf("chattemplate: %s: bos_token: %w", path, err)
-	}
-	if cfg.EOS, err = parseToken(fields.EOSToken); err != nil {
-		return nil, fmt.Errorf("chattemplate: %s: eos_token: %w", path, err)
+	cfg, err := parseTokens(path, fields.BOSToken, fields.EOSToken)
+	if err != nil {
+		return nil, err
 	}
 
 	jinjaPath := filepath.Join(dir, "chat_template.jinja")
 	switch src, err := os.ReadFile(jinjaPath); {
 	case err == nil:
 		cfg.Template = string(src)
-		return &cfg, compiles(cfg.Template, jinjaPath)
+		return cfg, compiles(cfg.Template, jinjaPath)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("chattemplate: %w", err)
 	}
@@ -69,7 +66,7 @@ func LoadConfig(dir string) (*Config, error) {
 	if err := compiles(cfg.Template, path); err != nil {
 		return nil, err
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // compiles checks the template's syntax when it is loaded, so that a broken
@@ -183,11 +180,17 @@ func loadTokens(dir string) (*Config, error) {
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
 	}
+	return parseTokens(path, fields.BOSToken, fields.EOSToken)
+}
+
+// parseTokens reads the bos_token and eos_token fields of the file at path.
+func parseTokens(path string, bos, eos json.RawMessage) (*Config, error) {
 	var cfg Config
-	if cfg.BOS, err = parseToken(fields.BOSToken); err != nil {
+	var err error
+	if cfg.BOS, err = parseToken(bos); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: bos_token: %w", path, err)
 	}
-	if cfg.EOS, err = parseToken(fields.EOSToken); err != nil {
+	if cfg.EOS, err = parseToken(eos); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: eos_token: %w", path, err)
 	}
 	return &cfg, nil
