@@ -1,8 +1,12 @@
 package rewardbench
 
 import (
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -140,4 +144,63 @@ func TestTiesAreWrong(t *testing.T) {
 	// Chat and Chat Hard missing (0), Safety 0, Reasoning 0.5, Prior 0.5.
 	near(t, "overall", s.Overall, (2*0.5+0.5)/9)
 	near(t, "overall over the sections present", s.OverallPresent, (2*0+2*0.5+0.5)/5)
+}
+
+// TestOfficialGolden scores per-example outcomes (ties included) whose
+// section scores, prior-set column and leaderboard average were computed
+// by the official allenai/reward-bench code itself
+// (testdata/official.json, made by scripts/rewardbench-golden.py from the
+// upstream checkout): every number must match.
+func TestOfficialGolden(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "official.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Upstream string
+		Cases    []struct {
+			Name                string
+			Examples            [][3]any
+			Sections            map[string]float64
+			LeaderboardSections map[string]float64 `json:"leaderboard_sections"`
+			PriorSets           *float64           `json:"prior_sets"`
+			Overall             *float64
+		}
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(g.Upstream, "05a9005") || len(g.Cases) < 20 {
+		t.Fatalf("golden from %s with %d cases: not the upstream this package follows", g.Upstream, len(g.Cases))
+	}
+	withOverall := 0
+	for _, c := range g.Cases {
+		res := make([]Result, len(c.Examples))
+		for i, e := range c.Examples {
+			res[i] = Result{Subset: e[0].(string), Chosen: e[1].(float64), Rejected: e[2].(float64)}
+		}
+		s := Score(res)
+		for name, want := range c.Sections {
+			near(t, c.Name+" "+name, s.Sections[name], want)
+		}
+		for name, want := range c.LeaderboardSections {
+			near(t, c.Name+" leaderboard "+name, s.Sections[name], want)
+		}
+		if c.Overall == nil {
+			continue
+		}
+		withOverall++
+		near(t, c.Name+" overall", s.Overall, *c.Overall)
+		switch {
+		case c.PriorSets == nil && s.PriorSets != nil:
+			t.Errorf("%s: prior sets %v, want none", c.Name, *s.PriorSets)
+		case c.PriorSets != nil && s.PriorSets == nil:
+			t.Errorf("%s: no prior sets, want %v", c.Name, *c.PriorSets)
+		case c.PriorSets != nil:
+			near(t, c.Name+" prior sets", *s.PriorSets, *c.PriorSets)
+		}
+	}
+	if withOverall < 10 {
+		t.Errorf("only %d cases carry the leaderboard average", withOverall)
+	}
 }
