@@ -198,7 +198,7 @@ func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions, tmpl ...Load
 		for _, ids := range [][]int64{p.Prompt, p.Chosen, p.Rejected} {
 			for _, id := range ids {
 				if vocab > 0 && id >= int64(vocab) {
-					return nil, st, fmt.Errorf("%s: pair %d: token id %d from %s is outside the model's vocabulary (%d): tokenizer and model do not match", path, p.ID, id, tokDir, vocab)
+					return nil, st, fmt.Errorf("%s: row %s: token id %d from %s is outside the model's vocabulary (%d): tokenizer and model do not match", path, p.Source, id, tokDir, vocab)
 				}
 			}
 		}
