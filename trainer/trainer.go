@@ -453,7 +453,7 @@ func (r *run) readPairs(path string, vocab int) ([]data.Pair, error) {
 	pairs, st, err := encode.ReadFile(path, r.tokenizerDir(), vocab, data.ReadOptions{
 		Keys:        data.Keys{Prompt: d.PromptKey, Chosen: d.ChosenKey, Rejected: d.RejectedKey, Margin: "margin"},
 		SkipInvalid: d.SkipInvalid,
-	})
+	}, encode.LoadOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -77,16 +77,11 @@ func LoadConfigWith(dir string, o Override) (*Config, error) {
 	if o.File != "" && o.Builtin != "" {
 		return nil, errors.New("chattemplate: --template-file and --template are exclusive")
 	}
-	cfg, err := LoadConfig(dir)
+	// The folder's own template is replaced, so only its tokens are read:
+	// a template it lacks or cannot compile does not matter here.
+	cfg, err := loadTokens(dir)
 	if err != nil {
-		if !errors.Is(err, ErrNoTemplate) && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		// The tokens, without the template the folder lacks.
-		cfg, err = loadTokens(dir)
-		if err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	if o.Builtin != "" {
 		src, ok := builtins[o.Builtin]

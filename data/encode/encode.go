@@ -162,10 +162,10 @@ func IsTokenFile(path string) (bool, error) {
 
 // ReadFile reads preference pairs of any supported kind: pre-tokenised
 // JSON Lines as they are, text rows (JSON Lines, JSON, Parquet) rendered
-// and tokenised with the tokenizer and chat template of tokDir (or the
-// template that tmpl names, see LoadOptions). It returns what was skipped
-// (with opt.SkipInvalid), by reason.
-func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions, tmpl ...LoadOptions) ([]data.Pair, data.ReadStats, error) {
+// and tokenised with the tokenizer of tokDir and its chat template, or the
+// one that lo names. It returns what was skipped (with opt.SkipInvalid),
+// by reason.
+func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions, lo LoadOptions) ([]data.Pair, data.ReadStats, error) {
 	tokens, err := IsTokenFile(path)
 	if err != nil {
 		return nil, data.ReadStats{}, err
@@ -180,10 +180,6 @@ func ReadFile(path, tokDir string, vocab int, opt data.ReadOptions, tmpl ...Load
 	text, st, err := data.ReadTextPairs(path, opt)
 	if err != nil {
 		return nil, st, err
-	}
-	var lo LoadOptions
-	if len(tmpl) > 0 {
-		lo = tmpl[0]
 	}
 	e, err := LoadWith(tokDir, lo)
 	if err != nil {

@@ -172,7 +172,7 @@ func perExample(r *evalRun) ([]byte, error) {
 	enc := json.NewEncoder(&b)
 	for i, p := range r.pairs {
 		row := exampleRow{ID: p.Source, Subset: p.Tags["subset"], Chosen: r.chosen[i], Rejected: r.rejected[i]}
-		if row.Chosen > row.Rejected {
+		if (rewardbench.Result{Chosen: row.Chosen, Rejected: row.Rejected}).Correct() {
 			row.Result = 1
 		}
 		if err := enc.Encode(row); err != nil {
