@@ -46,22 +46,22 @@ type Distributed struct {
 // Decomposition configures the prompt-free gap estimate and the priority
 // sampler built on it.
 type Decomposition struct {
-	Enabled          bool    `mapstructure:"enabled" yaml:"enabled"`
-	EverySteps       int     `mapstructure:"every_steps" yaml:"every_steps"`
-	WarmupSteps      int     `mapstructure:"warmup_steps" yaml:"warmup_steps"`
-	Samples          int     `mapstructure:"samples" yaml:"samples"`
-	IncludeOwnPrompt bool    `mapstructure:"include_own_prompt" yaml:"include_own_prompt"`
-	Weights          string  `mapstructure:"weights" yaml:"weights"`
-	PolicyModel      string  `mapstructure:"policy_model" yaml:"policy_model"`
-	PolicyTau        float64 `mapstructure:"policy_temperature" yaml:"policy_temperature"`
-	PoolSize         int     `mapstructure:"pool_size" yaml:"pool_size"`
-	Strategy         string  `mapstructure:"strategy" yaml:"strategy"`
-	Rho              float64 `mapstructure:"rho" yaml:"rho"`
-	Threshold        float64 `mapstructure:"threshold" yaml:"threshold"`
-	Temperature      float64 `mapstructure:"temperature" yaml:"temperature"`
-	Tol              float64 `mapstructure:"tol" yaml:"tol"`
-	BatchSize        int     `mapstructure:"batch_size" yaml:"batch_size"`
-	PlotTag          string  `mapstructure:"plot_tag" yaml:"plot_tag"`
+	Enabled          bool     `mapstructure:"enabled" yaml:"enabled"`
+	EverySteps       int      `mapstructure:"every_steps" yaml:"every_steps"`
+	WarmupSteps      int      `mapstructure:"warmup_steps" yaml:"warmup_steps"`
+	Samples          int      `mapstructure:"samples" yaml:"samples"`
+	IncludeOwnPrompt bool     `mapstructure:"include_own_prompt" yaml:"include_own_prompt"`
+	Weights          Weights  `mapstructure:"weights" yaml:"weights"`
+	PolicyModel      string   `mapstructure:"policy_model" yaml:"policy_model"`
+	PolicyTau        float64  `mapstructure:"policy_temperature" yaml:"policy_temperature"`
+	PoolSize         int      `mapstructure:"pool_size" yaml:"pool_size"`
+	Strategy         Strategy `mapstructure:"strategy" yaml:"strategy"`
+	Rho              float64  `mapstructure:"rho" yaml:"rho"`
+	Threshold        float64  `mapstructure:"threshold" yaml:"threshold"`
+	Temperature      float64  `mapstructure:"temperature" yaml:"temperature"`
+	Tol              float64  `mapstructure:"tol" yaml:"tol"`
+	BatchSize        int      `mapstructure:"batch_size" yaml:"batch_size"`
+	PlotTag          string   `mapstructure:"plot_tag" yaml:"plot_tag"`
 }
 
 // Run is where and how a run executes.
@@ -85,19 +85,19 @@ type Model struct {
 
 // Data names the preference data.
 type Data struct {
-	Train              string  `mapstructure:"train" yaml:"train"`
-	Eval               string  `mapstructure:"eval" yaml:"eval"`
-	EvalFraction       float64 `mapstructure:"eval_fraction" yaml:"eval_fraction"`
-	MaxLength          int     `mapstructure:"max_length" yaml:"max_length"`
-	Truncation         string  `mapstructure:"truncation" yaml:"truncation"`
-	Tokenizer          string  `mapstructure:"tokenizer" yaml:"tokenizer"`
-	PromptKey          string  `mapstructure:"prompt_key" yaml:"prompt_key"`
-	ChosenKey          string  `mapstructure:"chosen_key" yaml:"chosen_key"`
-	RejectedKey        string  `mapstructure:"rejected_key" yaml:"rejected_key"`
-	SkipInvalid        bool    `mapstructure:"skip_invalid" yaml:"skip_invalid"`
-	SyntheticPairs     int     `mapstructure:"synthetic_pairs" yaml:"synthetic_pairs"`
-	SyntheticMinLength int     `mapstructure:"synthetic_min_length" yaml:"synthetic_min_length"`
-	SyntheticMaxLength int     `mapstructure:"synthetic_max_length" yaml:"synthetic_max_length"`
+	Train              string     `mapstructure:"train" yaml:"train"`
+	Eval               string     `mapstructure:"eval" yaml:"eval"`
+	EvalFraction       float64    `mapstructure:"eval_fraction" yaml:"eval_fraction"`
+	MaxLength          int        `mapstructure:"max_length" yaml:"max_length"`
+	Truncation         Truncation `mapstructure:"truncation" yaml:"truncation"`
+	Tokenizer          string     `mapstructure:"tokenizer" yaml:"tokenizer"`
+	PromptKey          string     `mapstructure:"prompt_key" yaml:"prompt_key"`
+	ChosenKey          string     `mapstructure:"chosen_key" yaml:"chosen_key"`
+	RejectedKey        string     `mapstructure:"rejected_key" yaml:"rejected_key"`
+	SkipInvalid        bool       `mapstructure:"skip_invalid" yaml:"skip_invalid"`
+	SyntheticPairs     int        `mapstructure:"synthetic_pairs" yaml:"synthetic_pairs"`
+	SyntheticMinLength int        `mapstructure:"synthetic_min_length" yaml:"synthetic_min_length"`
+	SyntheticMaxLength int        `mapstructure:"synthetic_max_length" yaml:"synthetic_max_length"`
 }
 
 // MicroBatch is the number of pairs per forward pass.
@@ -110,24 +110,24 @@ func (t Train) MicroBatch() int {
 
 // Train holds the optimisation settings.
 type Train struct {
-	Steps              int     `mapstructure:"steps" yaml:"steps"`
-	Epochs             int     `mapstructure:"epochs" yaml:"epochs"`
-	BatchSize          int     `mapstructure:"batch_size" yaml:"batch_size"`
-	MicroBatchSize     int     `mapstructure:"micro_batch_size" yaml:"micro_batch_size"`
-	LearningRate       float64 `mapstructure:"learning_rate" yaml:"learning_rate"`
-	WeightDecay        float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
-	AdamBeta1          float64 `mapstructure:"adam_beta1" yaml:"adam_beta1"`
-	AdamBeta2          float64 `mapstructure:"adam_beta2" yaml:"adam_beta2"`
-	AdamEps            float64 `mapstructure:"adam_eps" yaml:"adam_eps"`
-	Schedule           string  `mapstructure:"schedule" yaml:"schedule"`
-	WarmupSteps        int     `mapstructure:"warmup_steps" yaml:"warmup_steps"`
-	MinLRRatio         float64 `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio"`
-	MaxGradNorm        float64 `mapstructure:"max_grad_norm" yaml:"max_grad_norm"`
-	MaxBadSteps        int     `mapstructure:"max_bad_steps" yaml:"max_bad_steps"`
-	UseMargin          bool    `mapstructure:"use_margin" yaml:"use_margin"`
-	CenterRewardsCoef  float64 `mapstructure:"center_rewards_coef" yaml:"center_rewards_coef"`
-	Trainable          string  `mapstructure:"trainable" yaml:"trainable"`
-	TrainableTopLayers int     `mapstructure:"trainable_top_layers" yaml:"trainable_top_layers"`
+	Steps              int       `mapstructure:"steps" yaml:"steps"`
+	Epochs             int       `mapstructure:"epochs" yaml:"epochs"`
+	BatchSize          int       `mapstructure:"batch_size" yaml:"batch_size"`
+	MicroBatchSize     int       `mapstructure:"micro_batch_size" yaml:"micro_batch_size"`
+	LearningRate       float64   `mapstructure:"learning_rate" yaml:"learning_rate"`
+	WeightDecay        float64   `mapstructure:"weight_decay" yaml:"weight_decay"`
+	AdamBeta1          float64   `mapstructure:"adam_beta1" yaml:"adam_beta1"`
+	AdamBeta2          float64   `mapstructure:"adam_beta2" yaml:"adam_beta2"`
+	AdamEps            float64   `mapstructure:"adam_eps" yaml:"adam_eps"`
+	Schedule           Schedule  `mapstructure:"schedule" yaml:"schedule"`
+	WarmupSteps        int       `mapstructure:"warmup_steps" yaml:"warmup_steps"`
+	MinLRRatio         float64   `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio"`
+	MaxGradNorm        float64   `mapstructure:"max_grad_norm" yaml:"max_grad_norm"`
+	MaxBadSteps        int       `mapstructure:"max_bad_steps" yaml:"max_bad_steps"`
+	UseMargin          bool      `mapstructure:"use_margin" yaml:"use_margin"`
+	CenterRewardsCoef  float64   `mapstructure:"center_rewards_coef" yaml:"center_rewards_coef"`
+	Trainable          Trainable `mapstructure:"trainable" yaml:"trainable"`
+	TrainableTopLayers int       `mapstructure:"trainable_top_layers" yaml:"trainable_top_layers"`
 	// GradientCheckpointing recomputes each decoder block in the backward
 	// pass instead of keeping its activations.
 	GradientCheckpointing bool `mapstructure:"gradient_checkpointing" yaml:"gradient_checkpointing"`

@@ -78,7 +78,7 @@ func (c *Config) Validate() error {
 	if c.Data.MaxLength < 2 {
 		bad("data.max_length", "must be at least 2, got %d", c.Data.MaxLength)
 	}
-	oneOf("data.truncation", c.Data.Truncation, "drop", "left")
+	oneOf("data.truncation", string(c.Data.Truncation), names(TruncationDrop, TruncationLeft)...)
 	for _, k := range []struct{ key, v string }{{"data.prompt_key", c.Data.PromptKey}, {"data.chosen_key", c.Data.ChosenKey}, {"data.rejected_key", c.Data.RejectedKey}} {
 		if strings.TrimSpace(k.v) == "" {
 			bad(k.key, "must name a field")
@@ -108,15 +108,15 @@ func (c *Config) Validate() error {
 	finite("train.adam_beta1", t.AdamBeta1, 0, 1, false, true)
 	finite("train.adam_beta2", t.AdamBeta2, 0, 1, false, true)
 	finite("train.adam_eps", t.AdamEps, 0, 1, true, false)
-	oneOf("train.schedule", t.Schedule, "cosine", "linear", "constant")
+	oneOf("train.schedule", string(t.Schedule), names(ScheduleCosine, ScheduleLinear, ScheduleConstant)...)
 	nonNegative("train.warmup_steps", t.WarmupSteps)
 	finite("train.min_lr_ratio", t.MinLRRatio, 0, 1, false, false)
 	finite("train.max_grad_norm", t.MaxGradNorm, 0, math.MaxFloat64, false, false)
 	nonNegative("train.max_bad_steps", t.MaxBadSteps)
 	finite("train.center_rewards_coef", t.CenterRewardsCoef, 0, math.MaxFloat64, false, false)
-	oneOf("train.trainable", t.Trainable, "all", "head", "top_layers")
+	oneOf("train.trainable", string(t.Trainable), names(TrainableAll, TrainableHead, TrainableTopLayers)...)
 	nonNegative("train.trainable_top_layers", t.TrainableTopLayers)
-	if t.Trainable == "top_layers" && t.TrainableTopLayers < 1 {
+	if t.Trainable == TrainableTopLayers && t.TrainableTopLayers < 1 {
 		bad("train.trainable_top_layers", "must be at least 1 when train.trainable is top_layers")
 	}
 
@@ -129,12 +129,12 @@ func (c *Config) Validate() error {
 	nonNegative("decomposition.warmup_steps", d.WarmupSteps)
 	positive("decomposition.samples", d.Samples)
 	nonNegative("decomposition.pool_size", d.PoolSize)
-	oneOf("decomposition.weights", d.Weights, "uniform", "policy")
-	if d.Weights == "policy" && strings.TrimSpace(d.PolicyModel) == "" {
+	oneOf("decomposition.weights", string(d.Weights), names(WeightsUniform, WeightsPolicy)...)
+	if d.Weights == WeightsPolicy && strings.TrimSpace(d.PolicyModel) == "" {
 		bad("decomposition.policy_model", "must name a causal LM folder when decomposition.weights is policy")
 	}
 	finite("decomposition.policy_temperature", d.PolicyTau, 0, math.MaxFloat64, false, false)
-	oneOf("decomposition.strategy", d.Strategy, "lowest_fraction", "threshold", "softmax")
+	oneOf("decomposition.strategy", string(d.Strategy), names(StrategyLowestFraction, StrategyThreshold, StrategySoftmax)...)
 	finite("decomposition.rho", d.Rho, 0, 1, true, false)
 	finite("decomposition.threshold", d.Threshold, -math.MaxFloat64, math.MaxFloat64, false, false)
 	finite("decomposition.temperature", d.Temperature, 0, math.MaxFloat64, true, false)
@@ -155,7 +155,7 @@ func (c *Config) Validate() error {
 		for _, t := range c.Train.LoRATargets {
 			oneOf("train.lora_targets", t, "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 		}
-		if c.Train.Trainable != "all" {
+		if c.Train.Trainable != TrainableAll {
 			bad("train.trainable", "must be all with LoRA (lora_rank %d): the adapters and the score head are what trains, got %q", c.Train.LoRARank, c.Train.Trainable)
 		}
 	}
