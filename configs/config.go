@@ -162,59 +162,88 @@ const EnvPrefix = "PRISM_"
 // defaults alone. environ is the environment to read (os.Environ() in
 // production).
 func Load(path string, sets []string, environ []string) (*Config, error) {
+	name, b := "defaults", []byte(nil)
+	if path != "" {
+		var err error
+		if b, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		name = path
+	}
+	cfg, src, err := decode(name, b, sets, environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, src.locate(err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes a resolved configuration as a run saves it (the output of
+// YAML), strictly as Load does, without the environment or overrides. Keys
+// the text lacks, as in a checkpoint older than them, take the defaults.
+// It does not validate: a checkpoint made before a rule was tightened must
+// still be read, to be compared.
+func Parse(yamlText []byte) (*Config, error) {
+	// An empty text would silently be the defaults.
+	if len(bytes.TrimSpace(yamlText)) == 0 {
+		return nil, fmt.Errorf("%w: the saved configuration is empty", ErrInvalid)
+	}
+	cfg, _, err := decode("saved configuration", yamlText, nil, nil)
+	return cfg, err
+}
+
+// decode reads the YAML text b, named name in errors, over the defaults,
+// applies environ and sets, and decodes strictly without validating. The
+// source it returns places a validation error.
+func decode(name string, b []byte, sets, environ []string) (*Config, *source, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	if err := v.ReadConfig(bytes.NewReader(DefaultYAML)); err != nil {
-		return nil, fmt.Errorf("default config: %w", err)
+		return nil, nil, fmt.Errorf("default config: %w", err)
 	}
 	keys := knownKeys()
-	src := &source{name: "defaults"}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		src = &source{name: path}
-		if err := yaml.Unmarshal(b, &src.root); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
-		}
-		if err := src.checkKeys(keys); err != nil {
-			return nil, err
-		}
-		if len(bytes.TrimSpace(b)) > 0 {
-			if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
-			}
+	src := &source{name: name}
+	if err := yaml.Unmarshal(b, &src.root); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	if err := src.checkKeys(keys); err != nil {
+		return nil, nil, err
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
 		}
 	}
 	for _, kv := range environ {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+		env, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(env, EnvPrefix) {
 			continue
 		}
 		for _, k := range keys {
-			if EnvName(k) == name {
+			if EnvName(k) == env {
 				x, err := scalar(val)
 				if err != nil {
-					return nil, fmt.Errorf("%w: environment %s: %v", ErrInvalid, name, err)
+					return nil, nil, fmt.Errorf("%w: environment %s: %v", ErrInvalid, env, err)
 				}
 				v.Set(k, x)
-				src.override(k, fmt.Sprintf("environment %s (%s)", name, k))
+				src.override(k, fmt.Sprintf("environment %s (%s)", env, k))
 			}
 		}
 	}
 	for _, s := range sets {
 		k, val, ok := strings.Cut(s, "=")
 		if !ok {
-			return nil, fmt.Errorf("%w: --set %q: want key=value", ErrInvalid, s)
+			return nil, nil, fmt.Errorf("%w: --set %q: want key=value", ErrInvalid, s)
 		}
 		k = strings.TrimSpace(k)
 		if !contains(keys, k) {
-			return nil, fmt.Errorf("%w: --set %s: unknown key%s", ErrInvalid, k, suggest(k, keys))
+			return nil, nil, fmt.Errorf("%w: --set %s: unknown key%s", ErrInvalid, k, suggest(k, keys))
 		}
 		x, err := scalar(val)
 		if err != nil {
-			return nil, fmt.Errorf("%w: --set %s: %v", ErrInvalid, k, err)
+			return nil, nil, fmt.Errorf("%w: --set %s: %v", ErrInvalid, k, err)
 		}
 		v.Set(k, x)
 		src.override(k, "--set "+k)
@@ -228,15 +257,12 @@ func Load(path string, sets []string, environ []string) (*Config, error) {
 		DecodeHook:       strictNumbers,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := dec.Decode(v.AllSettings()); err != nil {
-		return nil, src.wrap(err)
+		return nil, nil, src.wrap(err)
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, src.locate(err)
-	}
-	return &cfg, nil
+	return &cfg, src, nil
 }
 
 // EnvName is the environment variable that overrides key.
@@ -471,7 +497,8 @@ func mapKeys(m map[string]bool) []string {
 	return out
 }
 
-// YAML renders the fully resolved configuration, as saved in a run folder.
+// YAML renders the fully resolved configuration, as saved in a run folder
+// and its checkpoints; Parse reads it back.
 func (c *Config) YAML() ([]byte, error) {
 	return yaml.Marshal(c)
 }
