@@ -90,10 +90,10 @@ type segment struct {
 
 // split cuts s at the added tokens that t finds, scanning once from left to
 // right and taking the longest token at the leftmost position. The segments
-// are appended to dst; text between tokens may be empty.
+// are appended to dst, leaving out empty text.
 func (v *addedVocab) split(s string, t *trie, dst []segment) []segment {
 	if t.empty() {
-		return append(dst, segment{text: s, id: -1})
+		return appendText(dst, s, 0)
 	}
 	last := 0 // end of the previous token
 	for pos := 0; pos < len(s); {
@@ -125,17 +125,21 @@ func (v *addedVocab) split(s string, t *trie, dst []segment) []segment {
 		if tok.rstrip {
 			stop += spaceLenAtStart(s[stop:])
 		}
-		if last < start {
-			dst = append(dst, segment{text: s[last:start], start: last, id: -1})
-		}
+		dst = appendText(dst, s[last:start], last)
 		dst = append(dst, segment{text: s[start:stop], start: start, id: tok.id})
 		last = stop
 		pos = max(pos, stop)
 	}
-	if last < len(s) || len(s) == 0 {
-		dst = append(dst, segment{text: s[last:], start: last, id: -1})
+	return appendText(dst, s[last:], last)
+}
+
+// appendText appends the text s, found at offset start, to dst unless it is
+// empty.
+func appendText(dst []segment, s string, start int) []segment {
+	if s == "" {
+		return dst
 	}
-	return dst
+	return append(dst, segment{text: s, start: start, id: -1})
 }
 
 // isWordChar reports whether r matches \w of Rust's regex crate (Unicode

@@ -14,6 +14,27 @@ func mustParse(t *testing.T, fields map[string]string) *Tokenizer {
 	return tok
 }
 
+// checkEncode checks tok.Encode(text, false) against want.
+func checkEncode(t *testing.T, tok *Tokenizer, text string, want []int) {
+	t.Helper()
+	got, err := tok.Encode(text, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Encode(%q) = %v, want %v", text, got, want)
+	}
+}
+
+// spanTexts returns the text of each span.
+func spanTexts(spans []span) []string {
+	var texts []string
+	for _, s := range spans {
+		texts = append(texts, s.text)
+	}
+	return texts
+}
+
 // TestSplitBehaviors uses the example of the Hugging Face documentation.
 func TestSplitBehaviors(t *testing.T) {
 	tests := []struct {
@@ -67,11 +88,7 @@ func TestMetaspace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, s := range out {
-			got = append(got, s.text)
-		}
-		if !slices.Equal(got, tt.want) {
+		if got := spanTexts(out); !slices.Equal(got, tt.want) {
 			t.Errorf("%s split=%v %v: got %q, want %q", tt.scheme, tt.split, tt.in, got, tt.want)
 		}
 	}
@@ -109,74 +126,47 @@ func TestBPE(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tok := mustParse(t, map[string]string{"model": tt.model})
 			for range 2 { // the second time comes from the cache
-				got, err := tok.Encode(tt.text, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got, tt.want) {
-					t.Errorf("Encode(%q) = %v, want %v", tt.text, got, tt.want)
-				}
+				checkEncode(t, tok, tt.text, tt.want)
 			}
 		})
 	}
 }
 
 func TestAddedTokens(t *testing.T) {
-	model := `{"type":"BPE","unk_token":"<unk>","vocab":{"<unk>":0," ":1,"a":2,"b":3,"x":4,"_":5},"merges":[]}`
+	model := `{"type":"BPE","unk_token":"<unk>","vocab":{"<unk>":0," ":1,"a":2,"b":3,"x":4,"_":5,"A":6,"B":7,"▁":8},"merges":[]}`
+	// A token with normalized=true is matched in normalized text, and one
+	// with normalized=false in raw text.
+	const (
+		spaceToMeta = `{"type":"Replace","pattern":{"String":" "},"content":"▁"}`
+		bothKinds   = `{"id":10,"content":"A B","normalized":true},{"id":11,"content":"B A","normalized":false}`
+	)
 	tests := []struct {
-		name  string
-		added string
-		text  string
-		want  []int
+		name       string
+		normalizer string // none if empty
+		added      string
+		text       string
+		want       []int
 	}{
-		{"plain", `{"id":10,"content":"<t>","special":true}`, "a<t>b", []int{2, 10, 3}},
-		{"longest wins", `{"id":10,"content":"<t"},{"id":11,"content":"<t>"}`, "a<t>", []int{2, 11}},
-		{"leftmost wins", `{"id":10,"content":"ab"},{"id":11,"content":"bx"}`, "abx", []int{10, 4}},
-		{"lstrip", `{"id":10,"content":"<t>","lstrip":true}`, "a  <t> b", []int{2, 10, 1, 3}},
-		{"rstrip", `{"id":10,"content":"<t>","rstrip":true}`, "a  <t>  b", []int{2, 1, 1, 10, 3}},
-		{"single_word matches a word", `{"id":10,"content":"ab","single_word":true}`, "x ab x", []int{4, 1, 10, 1, 4}},
-		{"single_word skips inside a word", `{"id":10,"content":"ab","single_word":true}`, "xab _ab", []int{4, 2, 3, 1, 5, 2, 3}},
-		{"normalized", `{"id":10,"content":"<t>","normalized":true}`, "a<t>", []int{2, 10}},
+		{"plain", "", `{"id":10,"content":"<t>","special":true}`, "a<t>b", []int{2, 10, 3}},
+		{"longest wins", "", `{"id":10,"content":"<t"},{"id":11,"content":"<t>"}`, "a<t>", []int{2, 11}},
+		{"leftmost wins", "", `{"id":10,"content":"ab"},{"id":11,"content":"bx"}`, "abx", []int{10, 4}},
+		{"lstrip", "", `{"id":10,"content":"<t>","lstrip":true}`, "a  <t> b", []int{2, 10, 1, 3}},
+		{"rstrip", "", `{"id":10,"content":"<t>","rstrip":true}`, "a  <t>  b", []int{2, 1, 1, 10, 3}},
+		{"single_word matches a word", "", `{"id":10,"content":"ab","single_word":true}`, "x ab x", []int{4, 1, 10, 1, 4}},
+		{"single_word skips inside a word", "", `{"id":10,"content":"ab","single_word":true}`, "xab _ab", []int{4, 2, 3, 1, 5, 2, 3}},
+		{"normalized", "", `{"id":10,"content":"<t>","normalized":true}`, "a<t>", []int{2, 10}},
+		{"normalized in normalized text", spaceToMeta, bothKinds, "A B", []int{10}},
+		{"not normalized in raw text", spaceToMeta, bothKinds, "B A", []int{11}},
+		{"normalized matches its normalized form", spaceToMeta, bothKinds, "A▁B", []int{10}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := mustParse(t, map[string]string{"model": model, "added_tokens": "[" + tt.added + "]"})
-			got, err := tok.Encode(tt.text, false)
-			if err != nil {
-				t.Fatal(err)
+			fields := map[string]string{"model": model, "added_tokens": "[" + tt.added + "]"}
+			if tt.normalizer != "" {
+				fields["normalizer"] = tt.normalizer
 			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("Encode(%q) = %v, want %v", tt.text, got, tt.want)
-			}
+			checkEncode(t, mustParse(t, fields), tt.text, tt.want)
 		})
-	}
-}
-
-// TestNormalizedAddedToken checks that a token with normalized=true is
-// matched in normalized text, and one with normalized=false in raw text.
-func TestNormalizedAddedToken(t *testing.T) {
-	tok := mustParse(t, map[string]string{
-		"model":      `{"type":"BPE","vocab":{"A":0,"B":1,"▁":2},"merges":[]}`,
-		"normalizer": `{"type":"Replace","pattern":{"String":" "},"content":"▁"}`,
-		"added_tokens": `[{"id":10,"content":"A B","normalized":true},` +
-			`{"id":11,"content":"B A","normalized":false}]`,
-	})
-	tests := []struct {
-		text string
-		want []int
-	}{
-		{"A B", []int{10}},
-		{"B A", []int{11}},
-		{"A▁B", []int{10}}, // the normalized form of "A B"
-	}
-	for _, tt := range tests {
-		got, err := tok.Encode(tt.text, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, tt.want) {
-			t.Errorf("Encode(%q) = %v, want %v", tt.text, got, tt.want)
-		}
 	}
 }
 
@@ -231,11 +221,7 @@ func TestDigitsAndRegexSplit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, s := range out {
-			got = append(got, s.text)
-		}
-		if !slices.Equal(got, tt.want) {
+		if got := spanTexts(out); !slices.Equal(got, tt.want) {
 			t.Errorf("%s on %q: got %q, want %q", tt.json, tt.in, got, tt.want)
 		}
 	}

@@ -17,33 +17,13 @@ type decoder interface {
 
 // parseDecoder returns nil for a null decoder.
 func parseDecoder(raw json.RawMessage) (decoder, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := componentType(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseComponent(raw, "decoders", func(ds []decoder) decoder { return sequenceDecoder(ds) }, parseDecoderType)
+}
+
+// parseDecoderType parses a decoder of a type other than Sequence.
+func parseDecoderType(typ string, raw json.RawMessage) (decoder, error) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", typ, err) }
 	switch typ {
-	case "Sequence":
-		var c struct {
-			Decoders []json.RawMessage `json:"decoders"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, wrap(err)
-		}
-		var seq sequenceDecoder
-		for i, r := range c.Decoders {
-			d, err := parseDecoder(r)
-			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", typ, i, err)
-			}
-			if d != nil {
-				seq = append(seq, d)
-			}
-		}
-		return seq, nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "Metaspace":
@@ -94,13 +74,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 type sequenceDecoder []decoder
 
 func (seq sequenceDecoder) decodeChain(tokens []string) ([]string, error) {
-	for _, d := range seq {
-		var err error
-		if tokens, err = d.decodeChain(tokens); err != nil {
-			return nil, err
-		}
-	}
-	return tokens, nil
+	return runSequence(seq, tokens, decoder.decodeChain)
 }
 
 // byteLevelDecoder maps byte-level characters back to bytes. A token with a

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -26,34 +27,70 @@ func componentType(raw json.RawMessage) (string, error) {
 	return head.Type, nil
 }
 
-// parseNormalizer returns nil for a null normalizer.
-func parseNormalizer(raw json.RawMessage) (normalizer, error) {
+// parseComponent parses a pipeline component of kind T (normalizer,
+// pre-tokenizer, post-processor or decoder), doing what all kinds share: a
+// null component is nil, and a "Sequence" is the components listed under
+// key, less those that parse to nil, made one by chain. Other types go to
+// parseType.
+func parseComponent[T any](raw json.RawMessage, key string, chain func([]T) T,
+	parseType func(typ string, raw json.RawMessage) (T, error)) (T, error) {
+	var zero T
 	if isNull(raw) {
-		return nil, nil
+		return zero, nil
 	}
 	typ, err := componentType(raw)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
+	if typ != "Sequence" {
+		return parseType(typ, raw)
+	}
+	// The list is decoded through a struct with one field tagged key, like
+	// every other field of a component: keys match case-insensitively, a
+	// missing list is empty, and errors name the field.
+	field := reflect.StructField{
+		Name: "List",
+		Type: reflect.TypeFor[[]json.RawMessage](),
+		Tag:  reflect.StructTag(`json:"` + key + `"`),
+	}
+	c := reflect.New(reflect.StructOf([]reflect.StructField{field}))
+	if err := json.Unmarshal(raw, c.Interface()); err != nil {
+		return zero, fmt.Errorf("%s: %w", typ, err)
+	}
+	var seq []T
+	for i, r := range c.Elem().Field(0).Interface().([]json.RawMessage) {
+		v, err := parseComponent(r, key, chain, parseType)
+		if err != nil {
+			return zero, fmt.Errorf("%s[%d]: %w", typ, i, err)
+		}
+		if any(v) != nil {
+			seq = append(seq, v)
+		}
+	}
+	return chain(seq), nil
+}
+
+// runSequence passes x through each step of seq in turn with apply,
+// stopping at the first error.
+func runSequence[T, X any](seq []T, x X, apply func(T, X) (X, error)) (X, error) {
+	for _, step := range seq {
+		var err error
+		if x, err = apply(step, x); err != nil {
+			var zero X
+			return zero, err
+		}
+	}
+	return x, nil
+}
+
+// parseNormalizer returns nil for a null normalizer.
+func parseNormalizer(raw json.RawMessage) (normalizer, error) {
+	return parseComponent(raw, "normalizers", func(ns []normalizer) normalizer { return sequenceNormalizer(ns) }, parseNormalizerType)
+}
+
+// parseNormalizerType parses a normalizer of a type other than Sequence.
+func parseNormalizerType(typ string, raw json.RawMessage) (normalizer, error) {
 	switch typ {
-	case "Sequence":
-		var c struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", typ, err)
-		}
-		var seq sequenceNormalizer
-		for i, r := range c.Normalizers {
-			n, err := parseNormalizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", typ, i, err)
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
-		}
-		return seq, nil
 	case "Prepend":
 		var c struct {
 			Prepend string `json:"prepend"`
@@ -91,13 +128,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 type sequenceNormalizer []normalizer
 
 func (seq sequenceNormalizer) normalize(s string) (string, error) {
-	for _, n := range seq {
-		var err error
-		if s, err = n.normalize(s); err != nil {
-			return "", err
-		}
-	}
-	return s, nil
+	return runSequence(seq, s, normalizer.normalize)
 }
 
 // prependNormalizer adds a prefix to non-empty text.

@@ -13,32 +13,13 @@ type postProcessor interface {
 
 // parsePostProcessor returns nil for a null post-processor.
 func parsePostProcessor(raw json.RawMessage) (postProcessor, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := componentType(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseComponent(raw, "processors", func(ps []postProcessor) postProcessor { return sequencePost(ps) }, parsePostProcessorType)
+}
+
+// parsePostProcessorType parses a post-processor of a type other than
+// Sequence.
+func parsePostProcessorType(typ string, raw json.RawMessage) (postProcessor, error) {
 	switch typ {
-	case "Sequence":
-		var c struct {
-			Processors []json.RawMessage `json:"processors"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", typ, err)
-		}
-		var seq sequencePost
-		for i, r := range c.Processors {
-			p, err := parsePostProcessor(r)
-			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", typ, i, err)
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
 	case "ByteLevel":
 		// ByteLevel only trims offsets, which Encode does not return.
 		return nil, nil

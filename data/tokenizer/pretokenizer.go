@@ -24,33 +24,14 @@ type preTokenizer interface {
 
 // parsePreTokenizer returns nil for a null pre-tokenizer.
 func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := componentType(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseComponent(raw, "pretokenizers", func(ps []preTokenizer) preTokenizer { return sequencePre(ps) }, parsePreTokenizerType)
+}
+
+// parsePreTokenizerType parses a pre-tokenizer of a type other than
+// Sequence.
+func parsePreTokenizerType(typ string, raw json.RawMessage) (preTokenizer, error) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", typ, err) }
 	switch typ {
-	case "Sequence":
-		var c struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, wrap(err)
-		}
-		var seq sequencePre
-		for i, r := range c.PreTokenizers {
-			p, err := parsePreTokenizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", typ, i, err)
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
 	case "Split":
 		var c struct {
 			Pattern  patternJSON `json:"pattern"`
@@ -80,6 +61,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		p := &byteLevelPre{addPrefixSpace: c.AddPrefixSpace}
 		if c.UseRegex {
 			pat := gpt2Pattern
+			var err error
 			if p.re, err = compilePattern(patternJSON{Regex: &pat}); err != nil {
 				return nil, wrap(err)
 			}
@@ -111,13 +93,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 type sequencePre []preTokenizer
 
 func (seq sequencePre) preTokenize(in []span) ([]span, error) {
-	for _, p := range seq {
-		var err error
-		if in, err = p.preTokenize(in); err != nil {
-			return nil, err
-		}
-	}
-	return in, nil
+	return runSequence(seq, in, preTokenizer.preTokenize)
 }
 
 // behavior says what a split does with the matched delimiters.

@@ -242,9 +242,6 @@ func (t *Tokenizer) encode(text string) ([]int, error) {
 			ids = append(ids, seg.id)
 			continue
 		}
-		if seg.text == "" {
-			continue
-		}
 		norm := seg.text
 		if t.normalizer != nil {
 			var err error
@@ -255,9 +252,6 @@ func (t *Tokenizer) encode(text string) ([]int, error) {
 		for _, part := range t.added.split(norm, t.added.norm, nil) {
 			if part.id >= 0 {
 				ids = append(ids, part.id)
-				continue
-			}
-			if part.text == "" {
 				continue
 			}
 			// Metaspace's prepend_scheme "first" needs to know whether a
