@@ -113,27 +113,6 @@ func TestSplitAndSampler(t *testing.T) {
 		}
 		seen[p.ID] = true
 	}
-	s := NewSampler(10, 7)
-	var epoch0 []int
-	for _, k := range []int{4, 4, 4} {
-		epoch0 = append(epoch0, s.Next(k)...)
-	}
-	if len(epoch0) != 10 {
-		t.Fatalf("an epoch of 10 in batches of 4 gave %d items", len(epoch0))
-	}
-	first := s.Next(4)
-	if s.Epoch != 1 {
-		t.Fatalf("epoch %d after the first epoch", s.Epoch)
-	}
-	// A sampler restored from (epoch, pos) continues identically.
-	r := NewSampler(10, 7)
-	r.Epoch, r.Pos = 1, 4
-	if got, want := r.Next(4), s.Next(4); !reflect.DeepEqual(got, want) {
-		t.Errorf("restored sampler gave %v, original %v", got, want)
-	}
-	if reflect.DeepEqual(first, epoch0[:4]) {
-		t.Error("epoch 1 repeats epoch 0's order")
-	}
 }
 
 func TestSyntheticIsLearnableAndDeterministic(t *testing.T) {

@@ -37,6 +37,20 @@ type Pair struct {
 func (p *Pair) ChosenSeq() []int64   { return concat(p.Prompt, p.Chosen) }
 func (p *Pair) RejectedSeq() []int64 { return concat(p.Prompt, p.Rejected) }
 
+// Stack returns the sequences a reward model scores for pairs: every
+// chosen sequence, then every rejected one, so rewards[:len(pairs)] are
+// the chosen rewards and rewards[len(pairs):] the rejected ones.
+func Stack(pairs []Pair) [][]int64 {
+	seqs := make([][]int64, 0, 2*len(pairs))
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].ChosenSeq())
+	}
+	for i := range pairs {
+		seqs = append(seqs, pairs[i].RejectedSeq())
+	}
+	return seqs
+}
+
 func concat(a, b []int64) []int64 {
 	out := make([]int64, 0, len(a)+len(b))
 	return append(append(out, a...), b...)

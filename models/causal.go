@@ -3,7 +3,7 @@ package models
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
+	"prism/internal/torch"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -84,8 +84,7 @@ func (lm *CausalLM) Config() *Config { return lm.decoder.Config }
 // log-probability of the response's tokens given the prompt and the
 // response tokens before them (the length-normalised log-likelihood).
 func (lm *CausalLM) ResponseLogLik(prompts, responses [][]int64, batchSize int) (out []float64, err error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	if len(prompts) != len(responses) {
 		return nil, fmt.Errorf("%d prompts for %d responses", len(prompts), len(responses))
 	}
@@ -125,18 +124,18 @@ func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, er
 			}
 		}
 	}
-	s := &scope{}
-	defer s.release()
-	defer catch(&err, "policy log-likelihood")
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, "policy log-likelihood")
 	h, _ := lm.decoder.hidden(s, b, false)
-	logits := s.t(ts.Linear(h, lm.lmHead, ts.None))
-	logp := s.t(logits.LogSoftmax(-1, gotch.Float, false))
-	tgt := s.t(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))
-	w := s.t(ts.OfDataSize(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
+	logits := s.T(ts.Linear(h, lm.lmHead, ts.None))
+	logp := s.T(logits.LogSoftmax(-1, gotch.Float, false))
+	tgt := s.T(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))
+	w := s.T(ts.OfDataSize(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
 	if dev := lm.decoder.device; dev != gotch.CPU {
-		tgt, w = s.t(tgt.To(dev, false)), s.t(w.To(dev, false))
+		tgt, w = s.T(tgt.To(dev, false)), s.T(w.To(dev, false))
 	}
-	picked := s.t(s.t(logp.Gather(-1, tgt, false, false)).SqueezeDim(-1, false))
-	ll := s.t(s.t(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
+	picked := s.T(s.T(logp.Gather(-1, tgt, false, false)).SqueezeDim(-1, false))
+	ll := s.T(s.T(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
 	return Float64s(ll)
 }

@@ -1,7 +1,7 @@
 package models
 
 import (
-	"runtime"
+	"prism/internal/torch"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -22,8 +22,7 @@ type LossFunc func(rewards *ts.Tensor) (*ts.Tensor, error)
 // plus the blocks' inputs, for about one extra forward pass. gotch has no
 // custom autograd functions, hence the explicit loop.
 func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) (err error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	if !checkpoint {
 		rewards, err := m.Forward(b)
 		if err != nil {
@@ -39,22 +38,22 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 	if err := b.Validate(m.Config.VocabSize); err != nil {
 		return err
 	}
-	s := &scope{}
-	defer s.release()
-	defer catch(&err, "reward model forward and backward (gradient checkpointing)")
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, "reward model forward and backward (gradient checkpointing)")
 
 	tb := m.tables(s, b, true)
 	L := len(m.blocks)
 	// inputs[i] is block i's input; inputs[0] the embeddings.
 	inputs := make([]*ts.Tensor, L)
 	withoutGrad(func() {
-		h := s.t(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		h := s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))
 		for i := 0; i < L-1; i++ {
 			inputs[i] = h
-			bs := &scope{}
+			bs := &torch.Scope{}
 			h = m.block(bs, m.blocks[i], h, tb)
-			bs.release(h)
-			s.tensors = append(s.tensors, h)
+			bs.Release(h)
+			s.T(h, nil) // the outer scope frees it
 		}
 		inputs[L-1] = h
 	})
@@ -63,41 +62,41 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 	// the loss's backward: this fills their gradients and the gradient
 	// arriving at the last block's input.
 	x := leaf(s, inputs[L-1])
-	hs := &scope{}
+	hs := &torch.Scope{}
 	func() {
-		defer hs.release()
+		defer hs.Release()
 		h := m.lastBlock(hs, m.blocks[L-1], x, tb)
 		h = m.rmsNorm(hs, h, m.norm)
 		B, D := tb.B, int64(m.Config.HiddenSize)
-		r := hs.t(ts.Linear(hs.t(h.View([]int64{B, D}, false)), m.score, ts.None))
-		rewards := hs.t(r.View([]int64{B}, false))
+		r := hs.T(ts.Linear(hs.T(h.View([]int64{B, D}, false)), m.score, ts.None))
+		rewards := hs.T(r.View([]int64{B}, false))
 		l, err := loss(rewards)
-		check(err)
-		check(l.Backward())
+		torch.Check(err)
+		torch.Check(l.Backward())
 	}()
-	g := s.t(x.Grad(false))
+	g := s.T(x.Grad(false))
 
 	for i := L - 2; i >= 0; i-- {
 		x := leaf(s, inputs[i])
-		bs := &scope{}
+		bs := &torch.Scope{}
 		func() {
-			defer bs.release()
+			defer bs.Release()
 			y := m.block(bs, m.blocks[i], x, tb)
-			check(bs.t(bs.t(y.Mul(g, false)).Sum(gotch.Float, false)).Backward())
+			torch.Check(bs.T(bs.T(y.Mul(g, false)).Sum(gotch.Float, false)).Backward())
 		}()
-		g = s.t(x.Grad(false))
+		g = s.T(x.Grad(false))
 	}
 	if m.embed.MustRequiresGrad() {
-		e := s.t(ts.Embedding(m.embed, tb.ids, -1, false, false))
-		check(s.t(s.t(e.Mul(g, false)).Sum(gotch.Float, false)).Backward())
+		e := s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		torch.Check(s.T(s.T(e.Mul(g, false)).Sum(gotch.Float, false)).Backward())
 	}
 	return nil
 }
 
 // leaf returns a copy of x cut from any graph that records its gradient.
-func leaf(s *scope, x *ts.Tensor) *ts.Tensor {
-	d := s.t(x.Detach(false))
-	check(requireGrad(d, true))
+func leaf(s *torch.Scope, x *ts.Tensor) *ts.Tensor {
+	d := s.T(x.Detach(false))
+	torch.Check(requireGrad(d, true))
 	return d
 }
 
@@ -105,7 +104,7 @@ func leaf(s *scope, x *ts.Tensor) *ts.Tensor {
 // panics (gotch's NoGrad does not).
 func withoutGrad(fn func()) {
 	prev, err := ts.GradSetEnabled(false)
-	check(err)
+	torch.Check(err)
 	defer ts.GradSetEnabled(prev)
 	fn()
 }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
+	"prism/internal/safetensors"
+	"prism/internal/torch"
 	"slices"
 	"unsafe"
 
@@ -258,21 +259,19 @@ func (b *Batch) Validate(vocab int) error {
 // Forward returns the reward of each sequence, shape [B]. Under autograd
 // the result carries the graph; the caller drops it.
 func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
-	// gotch reports errors through thread-local state.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	if err := b.Validate(m.Config.VocabSize); err != nil {
 		return nil, err
 	}
-	s := &scope{}
-	defer func() { s.release(rewards) }()
-	defer catch(&err, "reward model forward")
+	s := &torch.Scope{}
+	defer func() { s.Release(rewards) }()
+	defer torch.Catch(&err, "reward model forward")
 
 	h, _ := m.hidden(s, b, true) // [B,1,D]: the last real token of each row
 	B, D := int64(b.B), int64(m.Config.HiddenSize)
-	final := s.t(h.View([]int64{B, D}, false))
-	r := s.t(ts.Linear(final, m.score, ts.None)) // [B,1]
-	rewards = s.t(r.View([]int64{B}, false))
+	final := s.T(h.View([]int64{B, D}, false))
+	r := s.T(ts.Linear(final, m.score, ts.None)) // [B,1]
+	rewards = s.T(r.View([]int64{B}, false))
 	return rewards, nil
 }
 
@@ -283,9 +282,9 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 // attention and MLP for that one position (keys and values still cover
 // every position). For a model of L blocks that saves nearly 1/L of the
 // work, forward and backward, with the same result.
-func (m *RewardModel) hidden(s *scope, b *Batch, lastOnly bool) (h, mask *ts.Tensor) {
+func (m *RewardModel) hidden(s *torch.Scope, b *Batch, lastOnly bool) (h, mask *ts.Tensor) {
 	tb := m.tables(s, b, lastOnly)
-	h = s.t(ts.Embedding(m.embed, tb.ids, -1, false, false)) // [B,T,D]
+	h = s.T(ts.Embedding(m.embed, tb.ids, -1, false, false)) // [B,T,D]
 	for i, bl := range m.blocks {
 		if lastOnly && i == len(m.blocks)-1 {
 			h = m.lastBlock(s, bl, h, tb)
@@ -306,60 +305,60 @@ type tables struct {
 	B, T, H, KV, hd, rep int64
 }
 
-func (m *RewardModel) tables(s *scope, b *Batch, lastOnly bool) *tables {
+func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 	c := m.Config
 	B, T := int64(b.B), int64(b.T)
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
 
-	ids := s.t(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
-	mask := s.t(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
+	ids := s.T(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
+	mask := s.T(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
 	if m.device != gotch.CPU {
-		ids = s.t(ids.To(m.device, false))
-		mask = s.t(mask.To(m.device, false))
+		ids = s.T(ids.To(m.device, false))
+		mask = s.T(mask.To(m.device, false))
 	}
 
 	// Positions count real tokens, so a left-padded row sees the same
 	// positions as the unpadded sequence.
-	pos := s.t(s.t(mask.Cumsum(1, gotch.Float, false)).AddScalar(f(-1), false))
-	pos = s.t(pos.ClampMin(f(0), false))
+	pos := s.T(s.T(mask.Cumsum(1, gotch.Float, false)).AddScalar(f(-1), false))
+	pos = s.T(pos.ClampMin(f(0), false))
 	// The last real token of each row, from the mask: argmax of mask*(j+1)
 	// picks the highest position holding a real token whatever the padding
 	// side, and whatever token the padding uses.
 	var last *ts.Tensor // [B]
 	if lastOnly {
-		idx := s.t(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
-		idx = s.t(s.t(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
-		last = s.t(idx.Argmax([]int64{1}, false, false))
+		idx := s.T(ts.Arange(ts.IntScalar(T), gotch.Int64, m.device))
+		idx = s.T(s.T(idx.AddScalar(ts.IntScalar(1), false)).Mul(mask, false))
+		last = s.T(idx.Argmax([]int64{1}, false, false))
 	}
-	angles := s.t(s.t(pos.Unsqueeze(-1, false)).Mul(m.invFreq, false)) // [B,T,hd/2]
-	cosH := s.t(angles.Cos(false))
-	sinH := s.t(angles.Sin(false))
+	angles := s.T(s.T(pos.Unsqueeze(-1, false)).Mul(m.invFreq, false)) // [B,T,hd/2]
+	cosH := s.T(angles.Cos(false))
+	sinH := s.T(angles.Sin(false))
 	// rotate_half(x)*sin equals cat(x2, x1) * cat(-sin, sin): the sign goes
 	// into the table once per forward instead of a negation per layer.
-	cos := s.t(s.t(ts.Cat([]*ts.Tensor{cosH, cosH}, -1)).Unsqueeze(1, false))                 // [B,1,T,hd]
-	sin := s.t(s.t(ts.Cat([]*ts.Tensor{s.t(sinH.Neg(false)), sinH}, -1)).Unsqueeze(1, false)) // [B,1,T,hd]
+	cos := s.T(s.T(ts.Cat([]*ts.Tensor{cosH, cosH}, -1)).Unsqueeze(1, false))                 // [B,1,T,hd]
+	sin := s.T(s.T(ts.Cat([]*ts.Tensor{s.T(sinH.Neg(false)), sinH}, -1)).Unsqueeze(1, false)) // [B,1,T,hd]
 	// The softmax scale 1/sqrt(hd) is folded into the queries' tables:
 	// [B,1,T,hd] once instead of the [B,H,T,T] scores per layer.
 	scale := f(1 / math.Sqrt(float64(hd)))
-	cosQ := s.t(cos.MulScalar(scale, false))
-	sinQ := s.t(sin.MulScalar(scale, false))
+	cosQ := s.T(cos.MulScalar(scale, false))
+	sinQ := s.T(sin.MulScalar(scale, false))
 
 	// Which keys each query may attend to: causal, not padding, and inside
 	// the sliding window when the model has one.
-	ones := s.t(ts.Ones([]int64{T, T}, gotch.Bool, m.device))
-	allowed := s.t(ones.Tril(0, false))
+	ones := s.T(ts.Ones([]int64{T, T}, gotch.Bool, m.device))
+	allowed := s.T(ones.Tril(0, false))
 	if c.SlidingWindow > 0 && int64(c.SlidingWindow) < T {
-		allowed = s.t(allowed.Triu(-int64(c.SlidingWindow-1), false))
+		allowed = s.T(allowed.Triu(-int64(c.SlidingWindow-1), false))
 	}
-	keyOK := s.t(s.t(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
-	allowed = s.t(allowed.View([]int64{1, 1, 1, T, T}, false))
-	blocked := s.t(s.t(allowed.LogicalAnd(keyOK, false)).LogicalNot(false)) // [B,1,1,T,T]
+	keyOK := s.T(s.T(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
+	allowed = s.T(allowed.View([]int64{1, 1, 1, T, T}, false))
+	blocked := s.T(s.T(allowed.LogicalAnd(keyOK, false)).LogicalNot(false)) // [B,1,1,T,T]
 	return &tables{ids: ids, mask: mask, last: last, cosQ: cosQ, sinQ: sinQ, cos: cos, sin: sin, blocked: blocked,
 		B: B, T: T, H: H, KV: KV, hd: hd, rep: H / KV}
 }
 
 // block runs one decoder block over every position of h [B,T,D].
-func (m *RewardModel) block(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
+func (m *RewardModel) block(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
 	c := m.Config
 	B, T, H, KV, hd, rep := tb.B, tb.T, tb.H, tb.KV, tb.hd, tb.rep
 	cosQ, sinQ, cos, sin, blocked := tb.cosQ, tb.sinQ, tb.cos, tb.sin, tb.blocked
@@ -368,98 +367,98 @@ func (m *RewardModel) block(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Te
 	// GEMMs run faster than three narrow ones (the weights are joined
 	// per forward; autograd splits their gradients back).
 	x := m.rmsNorm(s, h, bl.attnNorm)
-	qkv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "q_proj", bl.q), m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
-	q := s.t(s.t(s.t(qkv.Narrow(-1, 0, H*hd, false)).Reshape([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
-	k := s.t(s.t(s.t(qkv.Narrow(-1, H*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
-	v := s.t(s.t(s.t(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	qkv := s.T(ts.Linear(x, s.T(ts.Cat([]*ts.Tensor{m.proj(s, bl, "q_proj", bl.q), m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,(H+2KV)*hd]
+	q := s.T(s.T(s.T(qkv.Narrow(-1, 0, H*hd, false)).Reshape([]int64{B, T, H, hd}, false)).Transpose(1, 2, false))
+	k := s.T(s.T(s.T(qkv.Narrow(-1, H*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	v := s.T(s.T(s.T(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	q = rope(s, q, cosQ, sinQ, hd)
 	k = rope(s, k, cos, sin, hd)
 	// Grouped-query attention without repeating keys and values: the
 	// rep query heads that share a key/value head are stacked along the
 	// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
 	// matmuls instead of B*H small ones.
-	qg := s.t(q.Reshape([]int64{B, KV, rep * T, hd}, false))
-	scores := s.t(qg.Matmul(s.t(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
-	scores = s.t(scores.View([]int64{B, KV, rep, T, T}, false))
-	check(scores.MaskedFill_(blocked, minVal))
-	probs := s.t(scores.Softmax(-1, gotch.Float, false))
-	probs = s.t(probs.View([]int64{B, KV, rep * T, T}, false))
-	att := s.t(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
-	att = s.t(s.t(s.t(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
-	h = s.t(h.Add(s.t(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false))
+	qg := s.T(q.Reshape([]int64{B, KV, rep * T, hd}, false))
+	scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
+	scores = s.T(scores.View([]int64{B, KV, rep, T, T}, false))
+	torch.Check(scores.MaskedFill_(blocked, minVal))
+	probs := s.T(scores.Softmax(-1, gotch.Float, false))
+	probs = s.T(probs.View([]int64{B, KV, rep * T, T}, false))
+	att := s.T(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
+	att = s.T(s.T(s.T(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
+	h = s.T(h.Add(s.T(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false))
 
 	x = m.rmsNorm(s, h, bl.mlpNorm)
 	F := int64(c.IntermediateSize)
-	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None)) // [B,T,2F]
-	gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
-	up := s.t(gu.Narrow(-1, F, F, false))
-	h = s.t(h.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
+	gu := s.T(ts.Linear(x, s.T(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None)) // [B,T,2F]
+	gate := s.T(s.T(gu.Narrow(-1, 0, F, false)).Silu(false))
+	up := s.T(gu.Narrow(-1, F, F, false))
+	h = s.T(h.Add(s.T(ts.Linear(s.T(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
 	return h
 }
 
 // lastBlock runs the final decoder block for one query per row, the token
 // at last [B]: keys and values come from every position of h [B,T,D]; the
 // result is [B,1,D].
-func (m *RewardModel) lastBlock(s *scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
+func (m *RewardModel) lastBlock(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) *ts.Tensor {
 	c := m.Config
 	last, cosQ, sinQ, cos, sin, blocked := tb.last, tb.cosQ, tb.sinQ, tb.cos, tb.sin, tb.blocked
 	sz, err := h.Size()
-	check(err)
+	torch.Check(err)
 	B, T := sz[0], sz[1]
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
 	rep := H / KV
 	// at picks position last of each row along dim of x, keeping the dim.
 	at := func(x *ts.Tensor, dim int64) *ts.Tensor {
 		shape, err := x.Size()
-		check(err)
+		torch.Check(err)
 		ishape := make([]int64, len(shape))
 		for i := range ishape {
 			ishape[i] = 1
 		}
 		ishape[0] = B
 		shape[dim] = 1
-		idx := s.t(s.t(last.View(ishape, false)).Expand(shape, false, false))
-		return s.t(x.Gather(dim, idx, false, false))
+		idx := s.T(s.T(last.View(ishape, false)).Expand(shape, false, false))
+		return s.T(x.Gather(dim, idx, false, false))
 	}
 	x := m.rmsNorm(s, h, bl.attnNorm)
-	kv := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,2KV*hd]
-	k := s.t(s.t(s.t(kv.Narrow(-1, 0, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
-	v := s.t(s.t(s.t(kv.Narrow(-1, KV*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	kv := s.T(ts.Linear(x, s.T(ts.Cat([]*ts.Tensor{m.proj(s, bl, "k_proj", bl.k), m.proj(s, bl, "v_proj", bl.v)}, 0)), ts.None)) // [B,T,2KV*hd]
+	k := s.T(s.T(s.T(kv.Narrow(-1, 0, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
+	v := s.T(s.T(s.T(kv.Narrow(-1, KV*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	k = rope(s, k, cos, sin, hd)
 	xl := at(x, 1)                                                                                                                     // [B,1,D]
-	q := s.t(s.t(s.t(ts.Linear(xl, m.proj(s, bl, "q_proj", bl.q), ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
+	q := s.T(s.T(s.T(ts.Linear(xl, m.proj(s, bl, "q_proj", bl.q), ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
 	q = rope(s, q, at(cosQ, 2), at(sinQ, 2), hd)
-	qg := s.t(q.Reshape([]int64{B, KV, rep, hd}, false))
-	scores := s.t(qg.Matmul(s.t(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
-	scores = s.t(scores.View([]int64{B, KV, rep, 1, T}, false))
-	check(scores.MaskedFill_(at(blocked, 3), f(-math.MaxFloat32)))
-	probs := s.t(s.t(scores.Softmax(-1, gotch.Float, false)).View([]int64{B, KV, rep, T}, false))
-	att := s.t(probs.Matmul(v, false)) // [B,KV,rep,hd]
-	att = s.t(att.Reshape([]int64{B, 1, H * hd}, false))
-	hl := s.t(at(h, 1).Add(s.t(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false)) // [B,1,D]
+	qg := s.T(q.Reshape([]int64{B, KV, rep, hd}, false))
+	scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
+	scores = s.T(scores.View([]int64{B, KV, rep, 1, T}, false))
+	torch.Check(scores.MaskedFill_(at(blocked, 3), f(-math.MaxFloat32)))
+	probs := s.T(s.T(scores.Softmax(-1, gotch.Float, false)).View([]int64{B, KV, rep, T}, false))
+	att := s.T(probs.Matmul(v, false)) // [B,KV,rep,hd]
+	att = s.T(att.Reshape([]int64{B, 1, H * hd}, false))
+	hl := s.T(at(h, 1).Add(s.T(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false)) // [B,1,D]
 
 	x = m.rmsNorm(s, hl, bl.mlpNorm)
 	F := int64(c.IntermediateSize)
-	gu := s.t(ts.Linear(x, s.t(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None))
-	gate := s.t(s.t(gu.Narrow(-1, 0, F, false)).Silu(false))
-	up := s.t(gu.Narrow(-1, F, F, false))
-	return s.t(hl.Add(s.t(ts.Linear(s.t(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
+	gu := s.T(ts.Linear(x, s.T(ts.Cat([]*ts.Tensor{m.proj(s, bl, "gate_proj", bl.gate), m.proj(s, bl, "up_proj", bl.up)}, 0)), ts.None))
+	gate := s.T(s.T(gu.Narrow(-1, 0, F, false)).Silu(false))
+	up := s.T(gu.Narrow(-1, F, F, false))
+	return s.T(hl.Add(s.T(ts.Linear(s.T(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
 }
 
 // rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w.
-func (m *RewardModel) rmsNorm(s *scope, x, w *ts.Tensor) *ts.Tensor {
-	v := s.t(s.t(x.Square(false)).MeanDim([]int64{-1}, true, gotch.Float, false))
-	inv := s.t(s.t(v.AddScalar(f(m.Config.RMSNormEps), false)).Rsqrt(false))
-	return s.t(s.t(x.Mul(inv, false)).Mul(w, false))
+func (m *RewardModel) rmsNorm(s *torch.Scope, x, w *ts.Tensor) *ts.Tensor {
+	v := s.T(s.T(x.Square(false)).MeanDim([]int64{-1}, true, gotch.Float, false))
+	inv := s.T(s.T(v.AddScalar(f(m.Config.RMSNormEps), false)).Rsqrt(false))
+	return s.T(s.T(x.Mul(inv, false)).Mul(w, false))
 }
 
 // rope rotates x [B,H,T,hd] by the position angles: x*cos + cat(x2,x1)*sin
 // with the sign of rotate_half already in sin (see hidden).
-func rope(s *scope, x, cos, sin *ts.Tensor, hd int64) *ts.Tensor {
-	x1 := s.t(x.Narrow(-1, 0, hd/2, false))
-	x2 := s.t(x.Narrow(-1, hd/2, hd/2, false))
-	rot := s.t(ts.Cat([]*ts.Tensor{x2, x1}, -1))
-	return s.t(s.t(x.Mul(cos, false)).Add(s.t(rot.Mul(sin, false)), false))
+func rope(s *torch.Scope, x, cos, sin *ts.Tensor, hd int64) *ts.Tensor {
+	x1 := s.T(x.Narrow(-1, 0, hd/2, false))
+	x2 := s.T(x.Narrow(-1, hd/2, hd/2, false))
+	rot := s.T(ts.Cat([]*ts.Tensor{x2, x1}, -1))
+	return s.T(s.T(x.Mul(cos, false)).Add(s.T(rot.Mul(sin, false)), false))
 }
 
 // RandomInit returns float32 weights for a new model drawn from rng:
@@ -562,12 +561,7 @@ func tensorFloat32(t *ts.Tensor) ([]float32, error) {
 
 // Float32Bytes views float32 values as little-endian bytes (the host
 // order on every platform libtorch supports), without copying.
-func Float32Bytes(v []float32) []byte {
-	if len(v) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
-}
+func Float32Bytes(v []float32) []byte { return safetensors.F32Bytes(v) }
 
 func int64Bytes(v []int64) []byte {
 	if len(v) == 0 {
@@ -581,8 +575,7 @@ func int64Bytes(v []int64) []byte {
 // every temporary is freed before returning (gotch's Float64Values leaves
 // its copy to the garbage collector).
 func Float64s(t *ts.Tensor) ([]float64, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	d, err := t.Detach(false)
 	if err != nil {
 		return nil, err
@@ -600,3 +593,5 @@ func Float64s(t *ts.Tensor) ([]float64, error) {
 	}
 	return v, nil
 }
+
+func f(x float64) *ts.Scalar { return ts.FloatScalar(x) }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"prism/internal/torch"
 	"slices"
 	"strings"
 
@@ -126,7 +127,7 @@ func newLeaf(name string, shape []int64, v []float32, m *RewardModel) (*Param, e
 
 // proj returns the effective weight of a block's projection: w, or w plus
 // its adapter's scaled low-rank product.
-func (m *RewardModel) proj(s *scope, bl block, name string, w *ts.Tensor) *ts.Tensor {
+func (m *RewardModel) proj(s *torch.Scope, bl block, name string, w *ts.Tensor) *ts.Tensor {
 	ad := bl.lora[name]
 	if ad == nil {
 		return w
@@ -136,9 +137,9 @@ func (m *RewardModel) proj(s *scope, bl block, name string, w *ts.Tensor) *ts.Te
 
 // merge computes w + scale·B·A. Merged weights are computed by these
 // same operations, so a merged model gives the adapted model's rewards.
-func (m *RewardModel) merge(s *scope, w *ts.Tensor, ad *adapter) *ts.Tensor {
-	delta := s.t(ad.b.T.Matmul(ad.a.T, false))
-	return s.t(w.Add(s.t(delta.MulScalar(f(m.loraScale), false)), false))
+func (m *RewardModel) merge(s *torch.Scope, w *ts.Tensor, ad *adapter) *ts.Tensor {
+	delta := s.T(ad.b.T.Matmul(ad.a.T, false))
+	return s.T(w.Add(s.T(delta.MulScalar(f(m.loraScale), false)), false))
 }
 
 // MergedValues returns the model's weights with every adapter merged in:
@@ -148,9 +149,9 @@ func (m *RewardModel) MergedValues() (out map[string][]float32, err error) {
 	if err != nil || m.loraOpt.Rank == 0 {
 		return out, err
 	}
-	s := &scope{}
-	defer s.release()
-	defer catch(&err, "merging LoRA adapters")
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, "merging LoRA adapters")
 	withoutGrad(func() {
 		for i, bl := range m.blocks {
 			for _, t := range LoRATargets {
@@ -160,7 +161,7 @@ func (m *RewardModel) MergedValues() (out map[string][]float32, err error) {
 				}
 				name := fmt.Sprintf("model.layers.%d.%s.weight", i, projModule(t))
 				v, err := tensorFloat32(m.merge(s, m.byName[name].T, ad))
-				check(err)
+				torch.Check(err)
 				out[name] = v
 			}
 		}
@@ -264,10 +265,10 @@ func (m *RewardModel) ReadAdapter(dir string) error {
 
 // setValues overwrites a parameter's values in place.
 func setValues(p *Param, v []float32) (err error) {
-	s := &scope{}
-	defer s.release()
-	defer catch(&err, p.Name)
-	src := s.t(ts.OfDataSize(Float32Bytes(v), p.Shape, gotch.Float))
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, p.Name)
+	src := s.T(ts.OfDataSize(Float32Bytes(v), p.Shape, gotch.Float))
 	withoutGrad(func() { p.T.Copy_(src) }) // shapes and dtype checked above
 	return nil
 }

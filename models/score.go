@@ -1,7 +1,7 @@
 package models
 
 import (
-	"runtime"
+	"prism/internal/torch"
 	"sort"
 
 	"github.com/sugarme/gotch/ts"
@@ -40,8 +40,7 @@ func (m *RewardModel) PadID() int64 {
 // gradients. Sequences are batched by length so that padding stays small;
 // a sequence's reward does not depend on its batch.
 func (m *RewardModel) Score(seqs [][]int64, batchSize int) ([]float64, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	order := make([]int, len(seqs))
 	for i := range order {
 		order[i] = i

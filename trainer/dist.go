@@ -4,43 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"prism/trainer/checkpoint"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/sugarme/gotch/ts"
-
-	"prism/models"
+	"prism/internal/analysis"
 )
 
-// Comm is the process group of a data-parallel run (internal/dist
-// implements it over libtorch's c10d). Every rank runs the same trainer on
-// the same data and configuration; the collectives keep them in step.
-type Comm interface {
-	Rank() int
-	World() int
-	// AllReduceSum sums the tensors over the ranks, in place.
-	AllReduceSum(tensors []*ts.Tensor) error
-	// Broadcast copies root's tensors into every rank's, in place.
-	Broadcast(tensors []*ts.Tensor, root int) error
-	// BroadcastBytes returns root's b on every rank.
-	BroadcastBytes(b []byte, root int) ([]byte, error)
-	// AllGatherFloat64 returns every rank's v in rank order.
-	AllGatherFloat64(v []float64) ([][]float64, error)
-	Barrier() error
-}
-
-// world is the number of ranks (1 without a group).
-func (r *run) world() int {
-	if r.opt.Comm == nil {
-		return 1
-	}
-	return r.opt.Comm.World()
-}
-
-// lead says whether this process writes the run folder: the only process,
-// or rank 0 of a group.
-func (r *run) lead() bool { return r.opt.Comm == nil || r.opt.Comm.Rank() == 0 }
+// The collectives a run needs beyond the gradient sum, over r.comm (a
+// process group, or torch.Single for one process, where each is the
+// identity).
 
 // shard is this rank's contiguous part [lo, hi) of n items.
 func shard(n, rank, world int) (lo, hi int) {
@@ -51,9 +24,6 @@ func shard(n, rank, world int) (lo, hi int) {
 // is nil returns an error naming the failed ranks, so no rank goes on to
 // wait for a peer that has given up.
 func (r *run) agree(what string, err error) error {
-	if r.opt.Comm == nil {
-		return err
-	}
 	failed, cerr := r.raised(err != nil)
 	switch {
 	case err != nil:
@@ -72,9 +42,6 @@ func (r *run) agree(what string, err error) error {
 
 // anyTrue is true on every rank when v is true on any.
 func (r *run) anyTrue(v bool) (bool, error) {
-	if r.opt.Comm == nil {
-		return v, nil
-	}
 	ranks, err := r.raised(v)
 	return len(ranks) > 0, err
 }
@@ -86,7 +53,7 @@ func (r *run) raised(v bool) ([]int, error) {
 	if v {
 		f = 1
 	}
-	all, err := r.opt.Comm.AllGatherFloat64([]float64{f})
+	all, err := r.comm.AllGatherFloat64([]float64{f})
 	if err != nil {
 		return nil, err
 	}
@@ -102,20 +69,21 @@ func (r *run) raised(v bool) ([]int, error) {
 // sumAcross adds v element-wise over the ranks, in rank order, so every
 // rank gets the same bits.
 func (r *run) sumAcross(v []float64) ([]float64, error) {
-	if r.opt.Comm == nil {
-		return v, nil
-	}
-	all, err := r.opt.Comm.AllGatherFloat64(v)
+	all, err := r.comm.AllGatherFloat64(v)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]float64, len(v))
-	for _, part := range all {
+	for k, part := range all {
 		if len(part) != len(v) {
 			return nil, errors.New("ranks disagree on the number of step metrics")
 		}
 		for i, x := range part {
-			out[i] += x
+			if k == 0 {
+				out[i] = x
+			} else {
+				out[i] += x
+			}
 		}
 	}
 	return out, nil
@@ -126,11 +94,7 @@ func (r *run) sumAcross(v []float64) ([]float64, error) {
 // per item). Every rank gets the same values: the decomposition's
 // selection is then the same on every rank.
 func (r *run) sharded(n int, f func(lo, hi int) ([]float64, error)) ([]float64, error) {
-	if r.opt.Comm == nil {
-		return f(0, n)
-	}
-	c := r.opt.Comm
-	lo, hi := shard(n, c.Rank(), c.World())
+	lo, hi := shard(n, r.comm.Rank(), r.world())
 	var part []float64
 	var err error
 	if hi > lo {
@@ -140,7 +104,7 @@ func (r *run) sharded(n int, f func(lo, hi int) ([]float64, error)) ([]float64, 
 	if err = r.agree("scoring", err); err != nil {
 		return nil, err
 	}
-	all, err := c.AllGatherFloat64(part)
+	all, err := r.comm.AllGatherFloat64(part)
 	if err != nil {
 		return nil, err
 	}
@@ -154,10 +118,12 @@ func (r *run) sharded(n int, f func(lo, hi int) ([]float64, error)) ([]float64, 
 	return out, nil
 }
 
-// score returns the rewards of seqs under the model being trained, the
-// work split across the ranks.
-func (r *run) score(seqs [][]int64, batchSize int) ([]float64, error) {
-	return r.sharded(len(seqs), func(lo, hi int) ([]float64, error) { return r.model.Score(seqs[lo:hi], batchSize) })
+// scorer scores sequences under the model being trained, the work split
+// across the ranks.
+func (r *run) scorer(batchSize int) analysis.ScoreFunc {
+	return func(seqs [][]int64) ([]float64, error) {
+		return r.sharded(len(seqs), func(lo, hi int) ([]float64, error) { return r.model.Score(seqs[lo:hi], batchSize) })
+	}
 }
 
 // syncStart makes every rank start from rank 0's state: the run state
@@ -165,30 +131,22 @@ func (r *run) score(seqs [][]int64, batchSize int) ([]float64, error) {
 // moment. Only rank 0 reads the checkpoint, so ranks on other machines
 // need no shared filesystem.
 func (r *run) syncStart() error {
-	c := r.opt.Comm
-	if c == nil {
-		return nil
-	}
 	type start struct {
-		Resumed   bool     `json:"resumed"`
-		ResumeDir string   `json:"resume_dir"`
-		State     State    `json:"state"`
-		Params    []string `json:"params"`
+		Resumed   bool             `json:"resumed"`
+		ResumeDir string           `json:"resume_dir"`
+		State     checkpoint.State `json:"state"`
+		Params    []string         `json:"params"`
 	}
-	params := append(append([]*models.Param{}, r.model.Params...), r.model.LoRA()...)
-	var names []string
-	for _, p := range params {
-		names = append(names, fmt.Sprintf("%s%v", p.Name, p.T.MustSize()))
-	}
+	names := r.model.Signature()
 	var msg []byte
-	if c.Rank() == 0 {
+	if r.lead() {
 		b, err := json.Marshal(start{Resumed: r.resumed, ResumeDir: r.resumeDir, State: r.state, Params: names})
 		if err != nil {
 			return err
 		}
 		msg = b
 	}
-	b, err := c.BroadcastBytes(msg, 0)
+	b, err := r.comm.BroadcastBytes(msg, 0)
 	if err != nil {
 		return fmt.Errorf("receiving the run state from rank 0: %w", err)
 	}
@@ -196,52 +154,22 @@ func (r *run) syncStart() error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("the run state from rank 0: %w", err)
 	}
-	mismatch := ""
+	var mismatch error
 	if strings.Join(s.Params, " ") != strings.Join(names, " ") {
-		mismatch = fmt.Sprintf("rank %d builds a model with parameters %v, rank 0 %v", c.Rank(), names, s.Params)
+		mismatch = fmt.Errorf("rank %d builds a model with parameters %v, rank 0 %v", r.comm.Rank(), names, s.Params)
 	}
-	var merr error
-	if mismatch != "" {
-		merr = errors.New(mismatch)
-	}
-	if err := r.agree("comparing the model across ranks", merr); err != nil {
+	if err := r.agree("comparing the model across ranks", mismatch); err != nil {
 		return err
 	}
-	if c.Rank() != 0 {
+	if !r.lead() {
 		r.resumed, r.resumeDir, r.state = s.Resumed, "rank 0's "+s.ResumeDir, s.State
 	}
-	tensors := make([]*ts.Tensor, 0, len(params))
-	for _, p := range params {
-		tensors = append(tensors, p.T)
-	}
-	if err := c.Broadcast(tensors, 0); err != nil {
+	if err := r.model.Broadcast(r.comm, 0); err != nil {
 		return fmt.Errorf("receiving the weights from rank 0: %w", err)
 	}
-	if err := c.Broadcast(r.adam.moments(), 0); err != nil {
+	if err := r.adam.Broadcast(r.comm, 0); err != nil {
 		return fmt.Errorf("receiving the optimizer state from rank 0: %w", err)
 	}
-	r.adam.Step = r.state.optimizerStep()
+	r.adam.Step = r.state.AdamStep()
 	return nil
-}
-
-// reduceGrads sums the gradients of the trained parameters over the
-// ranks. Each rank's gradient is already weighted by its share of the
-// global batch, so the sum is the gradient of the global batch's mean.
-func (r *run) reduceGrads() (seconds float64, err error) {
-	if r.opt.Comm == nil {
-		return 0, nil
-	}
-	gs, err := r.adam.grads()
-	if err != nil {
-		return 0, err
-	}
-	defer dropAll(gs)
-	for i, g := range gs {
-		if g == nil {
-			return 0, fmt.Errorf("%s has no gradient on rank %d: every rank must compute every trained gradient", r.adam.params[i].Name, r.opt.Comm.Rank())
-		}
-	}
-	start := time.Now()
-	err = r.opt.Comm.AllReduceSum(gs)
-	return time.Since(start).Seconds(), err
 }

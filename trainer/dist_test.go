@@ -19,11 +19,12 @@ import (
 	"github.com/sugarme/gotch"
 
 	"prism/configs"
-	"prism/internal/dist"
 	"prism/internal/launch"
 	"prism/internal/safetensors"
 	"prism/internal/torch"
+	"prism/internal/torch/dist"
 	"prism/models"
+	"prism/trainer/checkpoint"
 )
 
 // Data-parallel tests run each rank as a child process (this test binary,
@@ -72,17 +73,19 @@ func distChild() int {
 		Comm:          g,
 		Resume:        resume,
 		FailNonFinite: poisonFromEnv(),
-		AfterStep: func(s StepInfo) {
+		OnStep: []StepHook{func(s StepInfo) error {
 			switch {
 			case action == "stop" && rank == 0 && s.Step == at:
 				cancel()
 			case action == "die" && rank == 1 && s.Step == at:
 				os.Exit(3)
 			}
-		},
-		AfterRecompute: func(phase int, selected []int) {
-			fmt.Fprintln(&sel, phase, selected)
-		},
+			return nil
+		}},
+		OnRecompute: []RecomputeHook{func(rc RecomputeInfo) error {
+			_, err := fmt.Fprintln(&sel, rc.Phase, rc.Selected)
+			return err
+		}},
 	})
 	if werr := os.WriteFile(filepath.Join(filepath.Dir(cfgPath), fmt.Sprintf("sel-%d.txt", rank)), sel.Bytes(), 0o644); werr != nil {
 		fmt.Fprintln(os.Stderr, werr)
@@ -178,9 +181,10 @@ func trainAlone(t *testing.T, cfg string, resume string) *Result {
 		t.Fatal(err)
 	}
 	var sel bytes.Buffer
-	res, err := Run(context.Background(), c, Options{Resume: resume, AfterRecompute: func(phase int, selected []int) {
-		fmt.Fprintln(&sel, phase, selected)
-	}})
+	res, err := Run(context.Background(), c, Options{Resume: resume, OnRecompute: []RecomputeHook{func(rc RecomputeInfo) error {
+		_, err := fmt.Fprintln(&sel, rc.Phase, rc.Selected)
+		return err
+	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,11 +373,11 @@ func TestDataParallelPeerDeath(t *testing.T) {
 	}
 	t.Logf("rank 0 after %v: %s", took.Round(time.Millisecond), strings.TrimSpace(outs[0]))
 	runDir := filepath.Join(filepath.Dir(cfg), "run")
-	cks, err := listCheckpoints(runDir)
+	cks, err := checkpoint.List(runDir)
 	if err != nil || len(cks) == 0 {
 		t.Fatalf("no checkpoint left: %v", err)
 	}
-	st, err := verifyCheckpoint(cks[0])
+	st, err := checkpoint.Verify(cks[0])
 	if err != nil {
 		t.Fatalf("newest checkpoint %s is damaged: %v", cks[0], err)
 	}
@@ -437,11 +441,11 @@ func TestLoRARun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The base weights in the newest checkpoint are the initial ones.
-	cks, err := listCheckpoints(runDir)
+	cks, err := checkpoint.List(runDir)
 	if err != nil || len(cks) == 0 {
 		t.Fatal("no checkpoint", err)
 	}
-	base, _, err := models.Load(filepath.Join(cks[0], modelSubdir), gotch.CPU, nil)
+	base, _, err := models.Load(filepath.Join(cks[0], checkpoint.ModelDir), gotch.CPU, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,11 +503,10 @@ func TestLoRARun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r2, err := Run(ctx, c2, Options{AfterStep: func(s StepInfo) {
-		if s.Step == 5 {
-			cancel()
-		}
-	}})
+	r2, err := Run(ctx, c2, Options{OnStep: []StepHook{EveryNSteps(5, func(StepInfo) error {
+		cancel()
+		return nil
+	})}})
 	if err != nil || !r2.Interrupted {
 		t.Fatalf("stop: %v %+v", err, r2)
 	}

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 
 	"prism/configs"
-	"prism/data"
 	"prism/models"
 )
 
@@ -131,43 +128,27 @@ func loraParams(mc *models.Config, rank int, targets []string) int64 {
 // MakePlan resolves cfg into a plan. The model's config.json must be
 // readable (for model.path) but its weights need not exist.
 func MakePlan(cfg *configs.Config) (*Plan, error) {
-	var mc *models.Config
-	var err error
-	if cfg.Model.Path != "" {
-		mc, err = models.LoadConfig(filepath.Join(cfg.Model.Path, "config.json"))
-	} else {
-		mc, err = models.Preset(cfg.Model.Preset)
-	}
+	sp, err := resolve(cfg)
 	if err != nil {
 		return nil, err
 	}
+	mc := sp.model
 	p := &Plan{Model: mc, Params: mc.ParamCount(), TrainPairs: -1}
-	switch d := cfg.Data; {
-	case d.Train == "synthetic" || strings.HasPrefix(d.Train, "toy:"):
-		p.TrainPairs = d.SyntheticPairs
+	switch sp.source.Kind {
+	case configs.SourceSynthetic, configs.SourceToy:
+		p.TrainPairs = cfg.Data.SyntheticPairs
 	default:
-		if n, err := countLines(d.Train); err == nil {
+		if n, err := countLines(sp.source.Path); err == nil {
 			p.TrainPairs = n
 		}
 	}
 	if p.TrainPairs >= 0 && cfg.Data.Eval == "" {
 		p.TrainPairs -= int(float64(p.TrainPairs) * cfg.Data.EvalFraction)
 	}
-	p.Steps = cfg.Train.Steps
-	if p.Steps == 0 && p.TrainPairs > 0 {
-		p.Steps = cfg.Train.Epochs * data.StepsPerEpoch(p.TrainPairs, cfg.Train.BatchSize)
+	if p.TrainPairs > 0 || cfg.Train.Steps > 0 {
+		p.Steps = cfg.Train.TotalSteps(max(p.TrainPairs, 0))
 	}
-	trained := p.Params
-	switch cfg.Train.Trainable {
-	case "head":
-		trained = int64(mc.HiddenSize)
-	case "top_layers":
-		top := models.Config{}
-		top = *mc
-		top.NumHiddenLayers = min(cfg.Train.TrainableTopLayers, mc.NumHiddenLayers)
-		// The top blocks, the final norm and the head.
-		trained = top.ParamCount() - int64(mc.VocabSize)*int64(mc.HiddenSize)
-	}
+	trained := sp.trainedParams()
 	p.Trained = trained
 	// fp32 weights; fp32 gradients and two fp32 AdamW moments for what trains.
 	p.BytesWeights = 4 * p.Params

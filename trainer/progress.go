@@ -44,9 +44,10 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func (p *progress) update(step int, m stepMetrics) {
+func (p *progress) update(s StepInfo) {
+	step := s.Step
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("loss %.4f acc %.3f lr %.2e %.0f tok/s", m.loss, m.accuracy, m.lr, m.tokensPerS))
+		p.bar.Describe(fmt.Sprintf("loss %.4f acc %.3f lr %.2e %.0f tok/s", s.Loss, s.Accuracy, s.LR, s.TokensPerS))
 		_ = p.bar.Set(step)
 		return
 	}
@@ -59,7 +60,7 @@ func (p *progress) update(step int, m stepMetrics) {
 		eta = left.Round(time.Second).String()
 	}
 	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  acc %.3f  lr %.3e  grad %.3f  %.0f tok/s  eta %s\n",
-		step, p.total, m.loss, m.accuracy, m.lr, m.gradNorm, m.tokensPerS, eta)
+		step, p.total, s.Loss, s.Accuracy, s.LR, s.GradNorm, s.TokensPerS, eta)
 }
 
 func (p *progress) finish() {

@@ -12,6 +12,7 @@ import (
 	"prism/configs"
 	"prism/internal/safetensors"
 	"prism/models"
+	"prism/trainer/checkpoint"
 )
 
 func TestMissingAncestor(t *testing.T) {
@@ -31,7 +32,7 @@ func TestMissingAncestor(t *testing.T) {
 // TestRemoveUnstarted: a folder that holds a checkpoint or a model is a run
 // to keep; one that holds neither is removed.
 func TestRemoveUnstarted(t *testing.T) {
-	for _, kept := range []string{checkpointDir, modelSubdir} {
+	for _, kept := range []string{checkpoint.Dir, checkpoint.ModelDir} {
 		dir := filepath.Join(t.TempDir(), "run")
 		if err := os.MkdirAll(filepath.Join(dir, kept), 0o755); err != nil {
 			t.Fatal(err)
@@ -71,14 +72,16 @@ func TestResumeRefusesHeadlessCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	weights := models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2)))
-	st := &State{Format: stateFormat, Step: 4, Config: string(y), FirstTagShare: -1}
-	ck, err := saveCheckpoint(cfg.Run.Dir, st, mcfg, weights, map[string][]float32{}, nil, 2)
+	st := &checkpoint.State{Format: checkpoint.Format, Step: 4, Config: string(y), FirstTagShare: -1}
+	ck, err := checkpoint.Save(cfg.Run.Dir, st, func(dir string) ([]string, error) {
+		return []string{"config.json", "model.safetensors"}, models.WriteFolder(dir, mcfg, weights, nil)
+	}, map[string][]float32{}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Rewrite the weights without the head and re-sign the manifest, so
 	// the checkpoint verifies and only the missing head is wrong.
-	path := filepath.Join(ck, modelSubdir, "model.safetensors")
+	path := filepath.Join(ck, checkpoint.ModelDir, "model.safetensors")
 	f, err := safetensors.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -98,21 +101,21 @@ func TestResumeRefusesHeadlessCheckpoint(t *testing.T) {
 	if err := safetensors.Write(path, kept, nil); err != nil {
 		t.Fatal(err)
 	}
-	var man Manifest
-	b, err := os.ReadFile(filepath.Join(ck, manifestFile))
+	var man checkpoint.Manifest
+	b, err := os.ReadFile(filepath.Join(ck, checkpoint.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, &man); err != nil {
 		t.Fatal(err)
 	}
-	if man.Files[modelSubdir+"/model.safetensors"], err = hashFile(path); err != nil {
+	if man.Files[checkpoint.ModelDir+"/model.safetensors"], err = checkpoint.HashFile(path); err != nil {
 		t.Fatal(err)
 	}
 	if b, err = json.Marshal(man); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ck, manifestFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ck, checkpoint.ManifestFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Run(context.Background(), cfg, Options{Resume: "auto"})

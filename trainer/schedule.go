@@ -1,13 +1,17 @@
 package trainer
 
-import "math"
+import (
+	"math"
+
+	"prism/configs"
+)
 
 // Schedule is the learning rate as a function of the optimizer step.
 type Schedule struct {
 	Base     float64
 	Warmup   int
 	Total    int
-	Kind     string // cosine, linear or constant
+	Kind     configs.Schedule
 	MinRatio float64
 }
 
@@ -23,9 +27,9 @@ func (s Schedule) LR(step int) float64 {
 	progress = min(max(progress, 0), 1)
 	var f float64
 	switch s.Kind {
-	case "constant":
+	case configs.ScheduleConstant:
 		return s.Base
-	case "linear":
+	case configs.ScheduleLinear:
 		f = 1 - progress
 	default: // cosine
 		f = 0.5 * (1 + math.Cos(math.Pi*progress))

@@ -21,6 +21,7 @@ import (
 
 	"prism/configs"
 	"prism/internal/torch"
+	"prism/trainer/checkpoint"
 )
 
 // The kill-and-resume tests run the trainer in a child process (this test
@@ -64,9 +65,10 @@ func child() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := Run(ctx, cfg, Options{Resume: resume, FailNonFinite: poisonFromEnv(), AfterStep: func(StepInfo) {
+	res, err := Run(ctx, cfg, Options{Resume: resume, FailNonFinite: poisonFromEnv(), OnStep: []StepHook{func(StepInfo) error {
 		time.Sleep(time.Duration(delay) * time.Millisecond)
-	}})
+		return nil
+	}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -156,9 +158,9 @@ func waitCheckpoint(t *testing.T, runDir string, step int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		cks, _ := listCheckpoints(runDir)
+		cks, _ := checkpoint.List(runDir)
 		if len(cks) > 0 {
-			n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(cks[0]), checkpointGlob))
+			n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(cks[0]), checkpoint.Prefix))
 			if n >= step {
 				return
 			}
@@ -179,11 +181,11 @@ func finalWeights(t *testing.T, runDir string) []byte {
 
 func finalOptimizer(t *testing.T, runDir string) []byte {
 	t.Helper()
-	cks, err := listCheckpoints(runDir)
+	cks, err := checkpoint.List(runDir)
 	if err != nil || len(cks) == 0 {
 		t.Fatalf("no checkpoints in %s: %v", runDir, err)
 	}
-	b, err := os.ReadFile(filepath.Join(cks[0], optimizerFile))
+	b, err := os.ReadFile(filepath.Join(cks[0], checkpoint.OptimizerFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +292,7 @@ func TestSIGINTCheckpointsAndResumes(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("exit took %v after SIGINT", d)
 	}
-	st, err := verifyCheckpoint(mustNewest(t, runDir))
+	st, err := checkpoint.Verify(mustNewest(t, runDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +309,7 @@ func TestSIGINTCheckpointsAndResumes(t *testing.T) {
 }
 
 func mustNewest(t *testing.T, runDir string) string {
-	cks, err := listCheckpoints(runDir)
+	cks, err := checkpoint.List(runDir)
 	if err != nil || len(cks) == 0 {
 		t.Fatalf("no checkpoint: %v", err)
 	}
@@ -327,24 +329,24 @@ func TestResumeSkipsDamagedCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	runDir := cfg.Run.Dir
-	cks, _ := listCheckpoints(runDir)
+	cks, _ := checkpoint.List(runDir)
 	if len(cks) != 2 {
 		t.Fatalf("keep=2 left %d checkpoints", len(cks))
 	}
 	newest, older := cks[0], cks[1]
 	// Truncate the newest checkpoint's weights.
-	w := filepath.Join(newest, modelSubdir, "model.safetensors")
+	w := filepath.Join(newest, checkpoint.ModelDir, "model.safetensors")
 	b, _ := os.ReadFile(w)
 	if err := os.WriteFile(w, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = verifyCheckpoint(newest)
-	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "checksum") {
+	_, err = checkpoint.Verify(newest)
+	if !errors.Is(err, checkpoint.ErrInvalid) || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("damaged checkpoint: %v", err)
 	}
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	dir2, st, err := findResume(runDir, "auto", logger.Warn)
+	dir2, st, err := checkpoint.Find(runDir, "auto", logger.Warn)
 	if err != nil || dir2 != older || st.Step != 8 {
 		t.Fatalf("auto picked %s (step %v), %v; want %s", dir2, st, err, older)
 	}
@@ -353,12 +355,12 @@ func TestResumeSkipsDamagedCheckpoint(t *testing.T) {
 	}
 	// Resuming by path to the damaged one fails.
 	cfg2, _ := configs.Load(cfgPath, []string{"train.steps=16"}, nil)
-	if _, err := Run(context.Background(), cfg2, Options{Resume: newest}); err == nil || !errors.Is(err, ErrCheckpoint) {
+	if _, err := Run(context.Background(), cfg2, Options{Resume: newest}); err == nil || !errors.Is(err, checkpoint.ErrInvalid) {
 		t.Fatalf("resume from a damaged checkpoint: %v", err)
 	}
 	// Missing manifest.
-	os.Remove(filepath.Join(older, manifestFile))
-	if _, err := verifyCheckpoint(older); err == nil || !strings.Contains(err.Error(), "no manifest") {
+	os.Remove(filepath.Join(older, checkpoint.ManifestFile))
+	if _, err := checkpoint.Verify(older); err == nil || !strings.Contains(err.Error(), "no manifest") {
 		t.Fatalf("checkpoint without manifest: %v", err)
 	}
 }
@@ -376,9 +378,30 @@ func TestNewRunRefusesOldCheckpoints(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--resume auto") {
 		t.Fatalf("second fresh run over the same folder: %v", err)
 	}
-	// Resuming under a different optimisation setup is refused.
-	cfg2, _ := configs.Load(filepath.Join(dir, "exp.yaml"), []string{"train.steps=4", "train.learning_rate=0.5"}, nil)
-	if _, err := Run(context.Background(), cfg2, Options{Resume: "auto"}); err == nil || !strings.Contains(err.Error(), "train section") {
+	// Resuming under a configuration that gives another run is refused,
+	// and the error names each differing key with both values.
+	for _, set := range [][]string{{"train.weight_decay=0.5"}, {"data.max_length=32", "train.adam_beta1=0.8"}} {
+		cfg2, err := configs.Load(filepath.Join(dir, "exp.yaml"), append([]string{"train.steps=4"}, set...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Run(context.Background(), cfg2, Options{Resume: "auto"})
+		var mm *configs.ResumeMismatch
+		if !errors.As(err, &mm) || len(mm.Changes) != len(set) {
+			t.Fatalf("resume with %v: %v", set, err)
+		}
+		for _, kv := range set {
+			if key := strings.Split(kv, "=")[0]; !strings.Contains(err.Error(), key+": ") {
+				t.Errorf("resume with %v: the error does not name %s: %v", set, key, err)
+			}
+		}
+	}
+	// A new learning rate may be set on resume (the README's example).
+	cfg3, err := configs.Load(filepath.Join(dir, "exp.yaml"), []string{"train.steps=4", "train.learning_rate=0.5"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg3, Options{Resume: "auto"}); err != nil {
 		t.Fatalf("resume with another learning rate: %v", err)
 	}
 }
@@ -442,23 +465,6 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-func TestPairMetricsTiesAreWrong(t *testing.T) {
-	ev := PairMetrics([]float64{1, 2, 3, 0}, []float64{0, 2, 4, -1})
-	if ev.Accuracy != 0.5 {
-		t.Errorf("accuracy %v, want 0.5 (a tie counts as wrong)", ev.Accuracy)
-	}
-	if math.Abs(ev.Margin-0.25) > 1e-12 {
-		t.Errorf("margin %v, want 0.25", ev.Margin)
-	}
-	wantLoss := (softplus(-1) + softplus(0) + softplus(1) + softplus(-1)) / 4
-	if math.Abs(ev.Loss-wantLoss) > 1e-12 {
-		t.Errorf("loss %v, want %v", ev.Loss, wantLoss)
-	}
-	if math.Abs(ev.RewardMean-1.375) > 1e-12 {
-		t.Errorf("reward mean %v", ev.RewardMean)
-	}
-}
-
 // TestNonFiniteSteps: a NaN step is skipped and counted; more than
 // train.max_bad_steps in a row stop the run with ErrNonFinite and a
 // checkpoint holding the weights of the last good step.
@@ -479,11 +485,12 @@ func TestNonFiniteSteps(t *testing.T) {
 	var skipped []int
 	res, err := Run(context.Background(), load(dir, ""), Options{
 		FailNonFinite: func(step int) bool { return step == 3 },
-		AfterStep: func(si StepInfo) {
+		OnStep: []StepHook{func(si StepInfo) error {
 			if si.Skipped {
 				skipped = append(skipped, si.Step)
 			}
-		},
+			return nil
+		}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -491,7 +498,7 @@ func TestNonFiniteSteps(t *testing.T) {
 	if res.Steps != 12 || !slices.Equal(skipped, []int{3}) {
 		t.Fatalf("steps %d, skipped %v; want 12 steps, step 3 skipped", res.Steps, skipped)
 	}
-	st, err := verifyCheckpoint(mustNewest(t, filepath.Join(dir, "run")))
+	st, err := checkpoint.Verify(mustNewest(t, filepath.Join(dir, "run")))
 	if err != nil || st.BadSteps != 1 || st.BadRun != 0 {
 		t.Fatalf("state %+v, %v: want 1 bad step, none in a row", st, err)
 	}
@@ -510,11 +517,11 @@ func TestNonFiniteSteps(t *testing.T) {
 		t.Fatalf("err = %v; want ErrNonFinite naming steps 5 to 8 and the last good step 4", err)
 	}
 	ck := mustNewest(t, filepath.Join(stop, "run"))
-	st, err = verifyCheckpoint(ck)
+	st, err = checkpoint.Verify(ck)
 	if err != nil || st.Step != 8 || st.FirstBad != 5 || st.BadRun != 4 {
 		t.Fatalf("checkpoint %s: %+v, %v", ck, st, err)
 	}
-	got, err := os.ReadFile(filepath.Join(ck, modelSubdir, "model.safetensors"))
+	got, err := os.ReadFile(filepath.Join(ck, checkpoint.ModelDir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,17 +562,17 @@ func TestFullDiskAtCheckpoint(t *testing.T) {
 			}
 		}
 	}
-	_, err = Run(context.Background(), cfg, Options{AfterStep: fill})
+	_, err = Run(context.Background(), cfg, Options{OnStep: []StepHook{func(si StepInfo) error { fill(si); return nil }}})
 	if err == nil || !strings.Contains(err.Error(), "writing checkpoint") || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("err = %v; want a checkpoint error wrapping ENOSPC", err)
 	}
 	runDir := filepath.Join(mnt, "run")
 	ck := mustNewest(t, runDir)
-	st, err := verifyCheckpoint(ck)
+	st, err := checkpoint.Verify(ck)
 	if err != nil || st.Step != 4 {
 		t.Fatalf("newest checkpoint %s: %+v, %v; want the intact step-4 checkpoint", ck, st, err)
 	}
-	left, _ := filepath.Glob(filepath.Join(runDir, checkpointDir, ".*"))
+	left, _ := filepath.Glob(filepath.Join(runDir, checkpoint.Dir, ".*"))
 	if len(left) > 0 {
 		t.Fatalf("half-written checkpoint left behind: %v", left)
 	}
@@ -586,17 +593,17 @@ func TestWriteMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r := &run{metrics: f, log: slog.New(slog.DiscardHandler)}
+	r := &run{out: runFolder{metrics: f}, log: slog.New(slog.DiscardHandler)}
 	r.writeMetric(map[string]any{"kind": "train", "step": 3, "loss": math.NaN(), "grad_norm": math.Inf(1), "lr": 0.5, "skipped": true})
-	if r.metricsErr != nil {
-		t.Fatal(r.metricsErr)
+	if r.out.metricsErr != nil {
+		t.Fatal(r.out.metricsErr)
 	}
 	b, _ := os.ReadFile(f.Name())
 	if got := strings.TrimSpace(string(b)); got != `{"grad_norm":null,"kind":"train","loss":null,"lr":0.5,"skipped":true,"step":3}` {
 		t.Errorf("row %s", got)
 	}
 	r.writeMetric(map[string]any{"kind": "eval", "bad": make(chan int)})
-	if r.metricsErr == nil || !strings.Contains(r.metricsErr.Error(), "eval") {
-		t.Errorf("unencodable row: %v", r.metricsErr)
+	if r.out.metricsErr == nil || !strings.Contains(r.out.metricsErr.Error(), "eval") {
+		t.Errorf("unencodable row: %v", r.out.metricsErr)
 	}
 }

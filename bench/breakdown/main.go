@@ -20,7 +20,6 @@ import (
 
 	"prism/internal/torch"
 	"prism/models"
-	"prism/trainer"
 )
 
 func main() {
@@ -57,7 +56,7 @@ func run() error {
 			seqs[i][j] = int64(3 + rng.IntN(1000))
 		}
 	}
-	adam, err := trainer.NewAdamW(m.Params, 0.9, 0.999, 1e-8, 0.01)
+	adam, err := models.NewAdamW(m.Params, 0.9, 0.999, 1e-8, 0.01)
 	if err != nil {
 		return err
 	}

@@ -17,12 +17,11 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/sugarme/gotch"
-
 	"prism/bench/machine"
 	"prism/configs"
 	"prism/data"
 	"prism/decomposition"
+	"prism/internal/analysis"
 	"prism/internal/torch"
 	"prism/models"
 	"prism/trainer"
@@ -61,7 +60,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	m, err := models.FromValues(mcfg, models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2))), gotch.CPU)
+	m, err := models.FromValues(mcfg, models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2))), torch.DefaultDevice())
 	if err != nil {
 		return err
 	}
@@ -70,10 +69,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	prompts := trainer.PromptPool(ps)
+	prompts := decomposition.PromptPool(ps)
 	throughput := map[string]any{}
 	for _, M := range []int{4, 8} {
-		_, st, err := trainer.Decompose(m, nil, ps, prompts, decomposition.Options{Samples: M, IncludeOwn: true, Tol: 1e-6, Seed: 3}, *batch)
+		_, st, err := analysis.EstimatePairs(ps, prompts, decomposition.Options{Samples: M, IncludeOwn: true, Tol: 1e-6, Seed: 3}, analysis.ModelScorer(m, *batch), nil)
 		if err != nil {
 			return fmt.Errorf("M=%d: %w", M, err)
 		}

@@ -80,7 +80,7 @@ func run() error {
 	samples := map[int]int64{}
 	var sampleErr error
 	start := time.Now()
-	_, err = trainer.Run(context.Background(), cfg, trainer.Options{AfterStep: func(si trainer.StepInfo) {
+	_, err = trainer.Run(context.Background(), cfg, trainer.Options{OnStep: []trainer.StepHook{func(si trainer.StepInfo) error {
 		step := si.Step
 		if step == *from || step == *steps || step%250 == 0 {
 			runtime.GC()
@@ -90,7 +90,8 @@ func run() error {
 			}
 			samples[step] = kib
 		}
-	}})
+		return nil
+	}}})
 	if err != nil {
 		return err
 	}

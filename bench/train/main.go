@@ -211,10 +211,11 @@ func bench(s shape, dir, python string, threads int, peak float64) (*result, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, err = trainer.Run(context.Background(), cfg, trainer.Options{Progress: io.Discard, Logger: quiet,
-		AfterStep: func(si trainer.StepInfo) {
+		OnStep: []trainer.StepHook{func(si trainer.StepInfo) error {
 			res.Prism.Loss = append(res.Prism.Loss, si.Loss)
 			res.Prism.Seconds = append(res.Prism.Seconds, si.Seconds)
-		}})
+			return nil
+		}}})
 	if err != nil {
 		return nil, err
 	}

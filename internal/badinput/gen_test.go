@@ -20,6 +20,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"prism/configs"
+	"prism/trainer/checkpoint"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated files of testdata/bad")
@@ -263,44 +264,17 @@ func mustJSON(v any) []byte {
 	return append(b, '\n')
 }
 
-// state mirrors trainer.State, the checkpoint's state.json (the trainer
-// package needs libtorch, which this test must not link).
-type state struct {
-	Format        int       `json:"format"`
-	Step          int       `json:"step"`
-	Epoch         int       `json:"epoch"`
-	EpochPos      int       `json:"epoch_pos"`
-	DataSeed      uint64    `json:"data_seed"`
-	Tokens        int64     `json:"tokens"`
-	ElapsedS      float64   `json:"elapsed_s"`
-	BadSteps      int       `json:"bad_steps"`
-	Phase         int       `json:"phase"`
-	Selected      []int     `json:"selected,omitempty"`
-	Priorities    []float64 `json:"priorities,omitempty"`
-	DecompSeconds float64   `json:"decomposition_seconds"`
-	FirstTagShare float64   `json:"first_tag_share"`
-	Config        string    `json:"config"`
-}
-
-type fileEntry struct {
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
-// checkpoint is a checkpoint folder's files before the manifest.
-type checkpoint map[string][]byte
+// ckFiles are a checkpoint folder's files before the manifest.
+type ckFiles map[string][]byte
 
 // withManifest adds MANIFEST.json listing the four checked files.
-func (c checkpoint) withManifest(step int) checkpoint {
-	man := struct {
-		Step  int                  `json:"step"`
-		Files map[string]fileEntry `json:"files"`
-	}{step, map[string]fileEntry{}}
+func (c ckFiles) withManifest(step int) ckFiles {
+	man := checkpoint.Manifest{Step: step, Files: map[string]checkpoint.FileEntry{}}
 	for _, f := range []string{"model/config.json", "model/model.safetensors", "optimizer.safetensors", "state.json"} {
 		sum := sha256.Sum256(c[f])
-		man.Files[f] = fileEntry{int64(len(c[f])), hex.EncodeToString(sum[:])}
+		man.Files[f] = checkpoint.FileEntry{Size: int64(len(c[f])), SHA256: hex.EncodeToString(sum[:])}
 	}
-	out := checkpoint{}
+	out := ckFiles{}
 	for k, v := range c {
 		out[k] = v
 	}
@@ -310,7 +284,7 @@ func (c checkpoint) withManifest(step int) checkpoint {
 
 // goodCheckpoint is step 1 of good/train.yaml. sets change the saved
 // configuration; edit changes the state.
-func goodCheckpoint(root string, sets []string, edit func(*state)) (checkpoint, error) {
+func goodCheckpoint(root string, sets []string, edit func(*checkpoint.State)) (ckFiles, error) {
 	cfg, err := configs.Load(filepath.Join(root, "good", "train.yaml"), sets, nil)
 	if err != nil {
 		return nil, err
@@ -319,12 +293,13 @@ func goodCheckpoint(root string, sets []string, edit func(*state)) (checkpoint, 
 	if err != nil {
 		return nil, err
 	}
-	st := state{Format: 1, Step: 1, EpochPos: 2, DataSeed: uint64(cfg.Run.Seed), Tokens: 20, ElapsedS: 0.5,
+	st := checkpoint.State{Format: checkpoint.Format, Step: 1, DataSeed: uint64(cfg.Run.Seed), Tokens: 20, ElapsedS: 0.5,
 		FirstTagShare: -1, Config: string(y)}
+	st.EpochPos = 2
 	if edit != nil {
 		edit(&st)
 	}
-	return checkpoint{
+	return ckFiles{
 		"model/config.json":       []byte(goodModelConfig),
 		"model/model.safetensors": safetensorsFile(weights(hidden, 1)),
 		"optimizer.safetensors":   optimizer(hidden),
@@ -440,7 +415,7 @@ func generate(root string) (map[string][]byte, error) {
 	}
 
 	// Checkpoints.
-	ck := func(name string, c checkpoint) { add("checkpoint/"+name+"/step-00000001", c) }
+	ck := func(name string, c ckFiles) { add("checkpoint/"+name+"/step-00000001", c) }
 	noManifest := good.withManifest(1)
 	delete(noManifest, "MANIFEST.json")
 	ck("missing-manifest", noManifest)
@@ -449,9 +424,9 @@ func generate(root string) (map[string][]byte, error) {
 	m[len(m)-1] ^= 0x40
 	damaged["model/model.safetensors"] = m
 	ck("checksum-mismatch", damaged)
-	other := goodCheckpoint2(good, func(c checkpoint) { c["optimizer.safetensors"] = optimizer(2 * hidden) })
+	other := goodCheckpoint2(good, func(c ckFiles) { c["optimizer.safetensors"] = optimizer(2 * hidden) })
 	ck("optimizer-other-shape", other.withManifest(1))
-	trunc := goodCheckpoint2(good, func(c checkpoint) {
+	trunc := goodCheckpoint2(good, func(c ckFiles) {
 		c["optimizer.safetensors"] = c["optimizer.safetensors"][:len(c["optimizer.safetensors"])-100]
 	})
 	ck("optimizer-truncated", trunc.withManifest(1))
@@ -461,22 +436,22 @@ func generate(root string) (map[string][]byte, error) {
 	unlisted := good.withManifest(1)
 	unlisted["MANIFEST.json"] = bytes.Replace(unlisted["MANIFEST.json"], []byte(`"optimizer.safetensors"`), []byte(`"optimiser.safetensors"`), 1)
 	ck("manifest-missing-entry", unlisted)
-	stepMismatch, err := goodCheckpoint(root, nil, func(s *state) { s.Step = 7 })
+	stepMismatch, err := goodCheckpoint(root, nil, func(s *checkpoint.State) { s.Step = 7 })
 	if err != nil {
 		return nil, err
 	}
 	ck("state-step-mismatch", stepMismatch.withManifest(1))
-	otherRun, err := goodCheckpoint(root, []string{"train.learning_rate=0.5"}, nil)
+	otherRun, err := goodCheckpoint(root, []string{"train.weight_decay=0.5"}, nil)
 	if err != nil {
 		return nil, err
 	}
 	ck("state-other-config", otherRun.withManifest(1))
-	selected, err := goodCheckpoint(root, nil, func(s *state) { s.Phase, s.Selected, s.Priorities = 1, []int{0, 99}, []float64{0, 0} })
+	selected, err := goodCheckpoint(root, nil, func(s *checkpoint.State) { s.Phase, s.Selected, s.Priorities = 1, []int{0, 99}, []float64{0, 0} })
 	if err != nil {
 		return nil, err
 	}
 	ck("selected-out-of-range", selected.withManifest(1))
-	unknown := goodCheckpoint2(good, func(c checkpoint) {
+	unknown := goodCheckpoint2(good, func(c ckFiles) {
 		c["state.json"] = bytes.Replace(c["state.json"], []byte(`"format": 1,`), []byte(`"format": 1, "learning_rate": 0.1,`), 1)
 	})
 	ck("state-unknown-field", unknown.withManifest(1))
@@ -607,8 +582,8 @@ func hugePage(pq []byte) ([]byte, error) {
 }
 
 // goodCheckpoint2 copies c (without its manifest) and edits the copy.
-func goodCheckpoint2(c checkpoint, edit func(checkpoint)) checkpoint {
-	out := checkpoint{}
+func goodCheckpoint2(c ckFiles, edit func(ckFiles)) ckFiles {
+	out := ckFiles{}
 	for k, v := range c {
 		out[k] = slices.Clone(v)
 	}

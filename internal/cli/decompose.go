@@ -3,31 +3,37 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"github.com/sugarme/gotch"
 
 	"prism/data"
+	"prism/data/encode"
 	"prism/decomposition"
+	"prism/internal/analysis"
 	"prism/internal/fsutil"
 	"prism/internal/report"
+	"prism/internal/torch"
 	"prism/models"
-	"prism/trainer"
 )
 
+// decomposeOptions are `prism decompose`'s flags.
+type decomposeOptions struct {
+	model, tokenizer, data, prompts, out, tag string
+	policy                                    string
+	tau                                       float64
+	samples, batch                            int
+	includeOwn                                bool
+	seed                                      uint64
+	length                                    lengthFlags
+	template                                  templateFlags
+}
+
 func newDecomposeCmd(g *globals) *cobra.Command {
-	var (
-		modelDir, dataPath, promptsPath, out, tag string
-		policyDir                                 string
-		tau                                       float64
-		samples, batch                            int
-		includeOwn                                bool
-		seed                                      uint64
-		length                                    lengthFlags
-	)
+	var o decomposeOptions
 	cmd := &cobra.Command{
 		Use:   "decompose --model DIR --data F.jsonl [--prompts F.jsonl] [--samples M]",
 		Short: "Split a reward model's gaps into prompt-free and prompt-related parts",
@@ -36,117 +42,142 @@ own prompt and under M prompts drawn from --prompts (default: the prompts of
 the data file), estimate the prompt-free gap Δr2 and the prompt-related gap
 Δr1 = Δr - Δr2, and report how much the model reads the prompt: a model that
 ignores it shows the same gap under every prompt (the paper's Figure 1).
+Pairs are text (through the tokenizer and its chat template, as prism eval
+reads them) or token ids.
 
 Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if modelDir == "" || dataPath == "" {
-				return fmt.Errorf("--model and --data are required")
-			}
-			m, _, err := models.LoadWith(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
-			if err != nil {
-				return err
-			}
-			defer m.Drop()
-			pairs, err := data.ReadTokenPairs(dataPath, m.Config.VocabSize)
-			if err != nil {
-				return err
-			}
-			promptSrc := pairs
-			if promptsPath != "" {
-				if promptSrc, err = data.ReadTokenPairs(promptsPath, m.Config.VocabSize); err != nil {
-					return err
-				}
-			}
-			// Every response is scored under every prompt of the pool: the
-			// longest prompt with the longest response must fit, since
-			// cutting either would change what the estimator measures.
-			limit, err := length.limit(g, m)
-			if err != nil {
-				return err
-			}
-			longPrompt, longResp := 0, 0
-			for _, p := range promptSrc {
-				longPrompt = max(longPrompt, len(p.Prompt))
-			}
-			for _, p := range pairs {
-				longPrompt = max(longPrompt, len(p.Prompt))
-				longResp = max(longResp, len(p.Chosen), len(p.Rejected))
-			}
-			if longPrompt+longResp > limit {
-				return fmt.Errorf("the longest prompt (%d tokens) with the longest response (%d) exceeds the limit of %d tokens (--max-length, capped at the model's max_position_embeddings): every response is scored under every prompt, so shorten the data or raise --max-length", longPrompt, longResp, limit)
-			}
-			pool := trainer.PromptPool(promptSrc)
-			var policy *models.CausalLM
-			if policyDir != "" {
-				if policy, err = models.LoadCausalLM(policyDir, gotch.CPU); err != nil {
-					return err
-				}
-				defer policy.Drop()
-			}
-			ests, st, err := trainer.Decompose(m, policy, pairs, pool, decomposition.Options{Samples: samples, IncludeOwn: includeOwn, Tol: 1e-6, Seed: seed, PolicyTau: tau}, batch)
-			if err != nil {
-				return err
-			}
-			if out == "" {
-				out = "decomposition"
-			}
-			idx := make([]int, len(pairs))
-			for i := range idx {
-				idx[i] = i
-			}
-			if err := trainer.WriteDecompositionTable(filepath.Join(out, "decomposition.csv"), pairs, idx, ests, map[int]bool{}); err != nil {
-				return err
-			}
-			s := summarize(ests)
-			s["pairs"], s["samples"], s["seconds"], s["pairs_per_s"] = len(pairs), samples, st.Seconds, float64(st.Pairs)/st.Seconds
-			var ess float64
-			for _, e := range ests {
-				ess += e.ESS
-			}
-			s["mean_ess"] = ess / float64(len(ests))
-			j, _ := json.MarshalIndent(s, "", "  ")
-			if err := fsutil.WriteFileAtomic(filepath.Join(out, "summary.json"), append(j, '\n')); err != nil {
-				return err
-			}
-			pts := make([]report.Point, len(pairs))
-			for i, e := range ests {
-				gname := pairs[i].Tags[tag]
-				if gname == "" {
-					gname = "pairs"
-				}
-				pts[i] = report.Point{PromptFree: e.PromptFree, PromptRelated: e.PromptRelated, Group: gname}
-			}
-			if err := report.Quadrants(filepath.Join(out, "quadrants.png"), []report.Panel{{Title: filepath.Base(modelDir), Points: pts}}); err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "pairs\t%d (M = %d prompts each, %.0f pairs/s)\n", len(pairs), samples, float64(st.Pairs)/st.Seconds)
-			fmt.Fprintf(w, "mean |gap| under own prompt\t%.4f\n", s["mean_abs_gap"])
-			fmt.Fprintf(w, "mean |Δr2| (prompt-free)\t%.4f\n", s["mean_abs_prompt_free"])
-			fmt.Fprintf(w, "mean |Δr1| (prompt-related)\t%.4f\n", s["mean_abs_prompt_related"])
-			fmt.Fprintf(w, "mean std of gap across prompts\t%.4f\n", s["mean_std_across_prompts"])
-			fmt.Fprintf(w, "pairs ranked alike under other prompts (|mean gap| > std, same sign)\t%.3f\n", s["sign_stable_share"])
-			fmt.Fprintf(w, "prompt-free share of |gap|\t%.3f\n", s["prompt_free_share"])
-			fmt.Fprintf(w, "mean effective sample size of the weights\t%.2f\n", s["mean_ess"])
-			fmt.Fprintf(w, "outputs\t%s\n", out)
-			return w.Flush()
+			return runDecompose(g, o, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&modelDir, "model", "", "reward model folder")
-	cmd.Flags().StringVar(&dataPath, "data", "", "pairs (JSON Lines of token ids)")
-	cmd.Flags().StringVar(&promptsPath, "prompts", "", "file whose prompts are sampled (default: the data file's)")
-	cmd.Flags().IntVar(&samples, "samples", 8, "M, prompts sampled per pair")
-	cmd.Flags().BoolVar(&includeOwn, "include-own", true, "count the pair's own prompt among the samples")
-	cmd.Flags().IntVar(&batch, "batch-size", 256, "sequences per scoring pass")
-	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the prompt draws")
-	cmd.Flags().StringVar(&out, "out", "", "output folder (default: ./decomposition)")
-	cmd.Flags().StringVar(&tag, "tag", "", "pair tag that colours the plot")
-	cmd.Flags().StringVar(&policyDir, "policy", "", "causal LM folder for importance weights (default: uniform weights)")
-	cmd.Flags().Float64Var(&tau, "tau", 1, "temperature τ of the policy weights")
-	cmd.Flags().IntVar(&length.max, "max-length", 2048, "longest sequence scored, in tokens (never more than the model's max_position_embeddings); a pool whose longest prompt and response exceed it is refused")
-	length.policy = overRefuse
+	cmd.Flags().StringVar(&o.model, "model", "", "reward model folder")
+	cmd.Flags().StringVar(&o.tokenizer, "tokenizer", "", "tokenizer folder for text pairs (default: --model)")
+	cmd.Flags().StringVar(&o.data, "data", "", "pairs (JSON Lines or Parquet: text or token ids)")
+	cmd.Flags().StringVar(&o.prompts, "prompts", "", "file whose prompts are sampled (default: the data file's)")
+	cmd.Flags().IntVar(&o.samples, "samples", 8, "M, prompts sampled per pair")
+	cmd.Flags().BoolVar(&o.includeOwn, "include-own", true, "count the pair's own prompt among the samples")
+	cmd.Flags().IntVar(&o.batch, "batch-size", 256, "sequences per scoring pass")
+	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the prompt draws")
+	cmd.Flags().StringVar(&o.out, "out", "", "output folder (default: ./decomposition)")
+	cmd.Flags().StringVar(&o.tag, "tag", "", "pair tag that colours the plot")
+	cmd.Flags().StringVar(&o.policy, "policy", "", "causal LM folder for importance weights (default: uniform weights)")
+	cmd.Flags().Float64Var(&o.tau, "tau", 1, "temperature τ of the policy weights")
+	cmd.Flags().IntVar(&o.length.max, "max-length", 2048, "longest sequence scored, in tokens (never more than the model's max_position_embeddings); a pool whose longest prompt and response exceed it is refused")
+	o.length.policy = overRefuse
+	o.template.register(cmd)
 	return cmd
+}
+
+// runDecompose is `prism decompose`.
+func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
+	if o.model == "" || o.data == "" {
+		return fmt.Errorf("--model and --data are required")
+	}
+	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	pairs, pool, err := o.readPairs(g, m)
+	if err != nil {
+		return err
+	}
+	var policy *models.CausalLM
+	if o.policy != "" {
+		if policy, err = models.LoadCausalLM(o.policy, torch.DefaultDevice()); err != nil {
+			return err
+		}
+		defer policy.Drop()
+	}
+	opt := decomposition.Options{Samples: o.samples, IncludeOwn: o.includeOwn, Tol: 1e-6, Seed: o.seed, PolicyTau: o.tau}
+	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelScorer(m, o.batch), analysis.PolicyLogLik(policy, o.batch))
+	if err != nil {
+		return err
+	}
+	if o.out == "" {
+		o.out = "decomposition"
+	}
+	s, err := o.writeOutputs(pairs, ests, st)
+	if err != nil {
+		return err
+	}
+	return o.print(stdout, len(pairs), s, st)
+}
+
+// readPairs reads the pairs and the prompt pool through the loader every
+// command uses, and refuses a pool whose longest prompt with the longest
+// response does not fit: every response is scored under every prompt of
+// the pool, and cutting either would change what the estimator measures.
+func (o *decomposeOptions) readPairs(g *globals, m *models.RewardModel) (pairs []data.Pair, pool [][]int64, err error) {
+	tok := o.tokenizer
+	if tok == "" {
+		tok = o.model
+	}
+	read := func(path string) ([]data.Pair, error) {
+		ps, _, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{}, o.template.options())
+		return ps, err
+	}
+	if pairs, err = read(o.data); err != nil {
+		return nil, nil, err
+	}
+	promptSrc := pairs
+	if o.prompts != "" {
+		if promptSrc, err = read(o.prompts); err != nil {
+			return nil, nil, err
+		}
+	}
+	limit, err := o.length.limit(g, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	longPrompt, longResp := 0, 0
+	for _, p := range promptSrc {
+		longPrompt = max(longPrompt, len(p.Prompt))
+	}
+	for _, p := range pairs {
+		longPrompt = max(longPrompt, len(p.Prompt))
+		longResp = max(longResp, len(p.Chosen), len(p.Rejected))
+	}
+	if longPrompt+longResp > limit {
+		return nil, nil, fmt.Errorf("the longest prompt (%d tokens) with the longest response (%d) exceeds the limit of %d tokens (--max-length, capped at the model's max_position_embeddings): every response is scored under every prompt, so shorten the data or raise --max-length", longPrompt, longResp, limit)
+	}
+	return pairs, decomposition.PromptPool(promptSrc), nil
+}
+
+// writeOutputs writes decomposition.csv, summary.json and quadrants.png.
+func (o *decomposeOptions) writeOutputs(pairs []data.Pair, ests []decomposition.PairEstimate, st decomposition.Stats) (map[string]any, error) {
+	idx := make([]int, len(pairs))
+	for i := range idx {
+		idx[i] = i
+	}
+	if err := decomposition.WriteTable(filepath.Join(o.out, "decomposition.csv"), pairs, idx, ests, map[int]bool{}); err != nil {
+		return nil, err
+	}
+	s := summarize(ests)
+	s["pairs"], s["samples"], s["seconds"], s["pairs_per_s"] = len(pairs), o.samples, st.Seconds, float64(st.Pairs)/st.Seconds
+	s["mean_ess"] = decomposition.MeanESS(ests)
+	j, _ := json.MarshalIndent(s, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(o.out, "summary.json"), append(j, '\n')); err != nil {
+		return nil, err
+	}
+	pts := decomposition.Points(pairs, idx, ests, o.tag)
+	return s, report.Quadrants(filepath.Join(o.out, "quadrants.png"), []report.Panel{{Title: filepath.Base(o.model), Points: pts}})
+}
+
+// print shows the summary.
+func (o *decomposeOptions) print(stdout io.Writer, n int, s map[string]any, st decomposition.Stats) error {
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "pairs\t%d (M = %d prompts each, %.0f pairs/s)\n", n, o.samples, float64(st.Pairs)/st.Seconds)
+	fmt.Fprintf(w, "mean |gap| under own prompt\t%.4f\n", s["mean_abs_gap"])
+	fmt.Fprintf(w, "mean |Δr2| (prompt-free)\t%.4f\n", s["mean_abs_prompt_free"])
+	fmt.Fprintf(w, "mean |Δr1| (prompt-related)\t%.4f\n", s["mean_abs_prompt_related"])
+	fmt.Fprintf(w, "mean std of gap across prompts\t%.4f\n", s["mean_std_across_prompts"])
+	fmt.Fprintf(w, "pairs ranked alike under other prompts (|mean gap| > std, same sign)\t%.3f\n", s["sign_stable_share"])
+	fmt.Fprintf(w, "prompt-free share of |gap|\t%.3f\n", s["prompt_free_share"])
+	fmt.Fprintf(w, "mean effective sample size of the weights\t%.2f\n", s["mean_ess"])
+	fmt.Fprintf(w, "outputs\t%s\n", o.out)
+	return w.Flush()
 }
 
 // summarize condenses the per-pair estimates into the Figure 1 figures.

@@ -12,14 +12,14 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/sugarme/gotch"
 
 	"prism/data"
 	"prism/data/encode"
+	"prism/internal/analysis"
 	"prism/internal/fsutil"
 	"prism/internal/rewardbench"
+	"prism/internal/torch"
 	"prism/models"
-	"prism/trainer"
 )
 
 func newEvalCmd(g *globals) *cobra.Command {
@@ -71,7 +71,7 @@ func (f *evalFlags) loadAndScore() (*evalRun, error) {
 	if f.batch < 1 {
 		return nil, fmt.Errorf("--batch-size %d: want at least 1", f.batch)
 	}
-	m, _, err := models.LoadWith(f.model, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: f.g.allowPickle})
+	m, _, err := models.LoadWith(f.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: f.g.allowPickle})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (f *evalFlags) loadAndScore() (*evalRun, error) {
 		}
 		r.pairs = append(r.pairs, pairs...)
 	}
-	if r.chosen, r.rejected, err = trainer.ScorePairs(m, r.pairs, f.batch); err != nil {
+	if r.chosen, r.rejected, err = analysis.ScorePairs(analysis.ModelScorer(m, f.batch), r.pairs); err != nil {
 		return fail(err)
 	}
 	return r, nil
@@ -278,7 +278,7 @@ id, subset, scores_chosen, scores_rejected and results (1 right, 0 wrong).`,
 
 // PairsReport is `prism eval pairs`' result.
 type PairsReport struct {
-	Metrics *trainer.EvalMetrics `json:"metrics"`
+	Metrics *analysis.Metrics `json:"metrics"`
 	// SwappedAccuracy is the accuracy with each pair's prompt replaced by
 	// another pair's: a model that reads the prompt drops toward chance on
 	// prompt-dependent preferences; a prompt-blind one does not move.
@@ -300,7 +300,7 @@ func newEvalPairsCmd(g *globals) *cobra.Command {
 			}
 			defer r.m.Drop()
 			m, pairs := r.m, r.pairs
-			rep := &PairsReport{Metrics: trainer.PairMetrics(r.chosen, r.rejected), Input: f.input(r)}
+			rep := &PairsReport{Metrics: analysis.PairMetrics(r.chosen, r.rejected), Input: f.input(r)}
 			if len(pairs) > 1 {
 				rng := rand.New(rand.NewPCG(seed, 0x5a9))
 				swapped := make([]data.Pair, len(pairs))
@@ -311,11 +311,11 @@ func newEvalPairsCmd(g *globals) *cobra.Command {
 					}
 					swapped[i] = data.Pair{Prompt: pairs[j].Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
 				}
-				sc, sr, err := trainer.ScorePairs(m, swapped, f.batch)
+				sc, sr, err := analysis.ScorePairs(analysis.ModelScorer(m, f.batch), swapped)
 				if err != nil {
 					return err
 				}
-				rep.SwappedAccuracy = trainer.PairMetrics(sc, sr).Accuracy
+				rep.SwappedAccuracy = analysis.PairMetrics(sc, sr).Accuracy
 			}
 			ev := rep.Metrics
 			md := fmt.Sprintf("| pairs | accuracy | accuracy, prompts swapped | mean margin | loss | reward mean | reward std |\n| --- | --- | --- | --- | --- | --- | --- |\n| %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n",

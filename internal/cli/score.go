@@ -11,11 +11,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"github.com/sugarme/gotch"
 
 	"prism/data"
 	"prism/data/encode"
 	"prism/internal/fsutil"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -63,7 +63,7 @@ are truncated to their first tokens, with a warning, or refused with
 			if err != nil {
 				return err
 			}
-			m, _, err := models.LoadWith(modelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+			m, _, err := models.LoadWith(modelDir, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
 			if err != nil {
 				return err
 			}

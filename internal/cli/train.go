@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"prism/configs"
-	"prism/internal/dist"
 	"prism/internal/torch"
+	"prism/internal/torch/dist"
 	"prism/trainer"
 )
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // ToFloat32 decodes raw, the bytes of the tensor that info describes, into
@@ -146,4 +147,13 @@ func Float32ToF16(v float32) uint16 {
 		h++ // a carry out of the mantissa bumps the exponent, up to infinity
 	}
 	return sign | uint16(h)
+}
+
+// F32Bytes is v's memory as little-endian F32 data, without a copy (every
+// platform prism builds for is little-endian). The bytes alias v.
+func F32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }

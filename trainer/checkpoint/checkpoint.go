@@ -1,4 +1,9 @@
-package trainer
+// Package checkpoint owns the on-disk format of a run's checkpoints: the
+// state a run resumes from, the manifest of checksums that tells a
+// complete checkpoint from a damaged one, and writing, finding, verifying
+// and pruning them. It is pure Go: what writes the model folder is passed
+// in.
+package checkpoint
 
 import (
 	"crypto/sha256"
@@ -13,9 +18,9 @@ import (
 	"strconv"
 	"strings"
 
+	"prism/decomposition"
 	"prism/internal/fsutil"
 	"prism/internal/safetensors"
-	"prism/models"
 )
 
 // A checkpoint is a folder checkpoints/step-NNNNNNNN holding
@@ -29,23 +34,27 @@ import (
 // crash leaves either a complete checkpoint or none; the manifest is
 // checked on load, so a damaged one is refused.
 
+// The layout: Dir/Prefix<step, 8 digits>/{ModelDir/, OptimizerFile,
+// StateFile, ManifestFile}, below the run folder; Format versions
+// state.json.
 const (
-	checkpointDir  = "checkpoints"
-	manifestFile   = "MANIFEST.json"
-	stateFile      = "state.json"
-	optimizerFile  = "optimizer.safetensors"
-	modelSubdir    = "model"
-	stateFormat    = 1
-	checkpointGlob = "step-"
+	Dir           = "checkpoints"
+	ManifestFile  = "MANIFEST.json"
+	StateFile     = "state.json"
+	OptimizerFile = "optimizer.safetensors"
+	ModelDir      = "model"
+	Format        = 1
+	Prefix        = "step-"
 )
 
 // State is the trainer's position, saved in state.json.
 type State struct {
 	Format int `json:"format"`
 	Step   int `json:"step"`
-	// Sampler position: the epoch's order is a function of seed and epoch.
-	Epoch    int    `json:"epoch"`
-	EpochPos int    `json:"epoch_pos"`
+	// The priority sampler's position and phase: each phase's draws and
+	// each epoch's order are functions of DataSeed, the phase and the
+	// epoch.
+	decomposition.SamplerState
 	DataSeed uint64 `json:"data_seed"`
 	// Counters carried across resumes.
 	Tokens   int64   `json:"tokens"`
@@ -62,14 +71,8 @@ type State struct {
 	OptimizerStep *int `json:"optimizer_step,omitempty"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was
 	// written; a run resumed from it cuts the file back to that.
-	MetricsBytes int64 `json:"metrics_bytes,omitempty"`
-	// Prioritised training: the phase (number of recomputes so far), the
-	// training pairs it selected and their prompt-free gaps. Each phase's
-	// random draws derive from the seed and the phase number.
-	Phase         int       `json:"phase"`
-	Selected      []int     `json:"selected,omitempty"`
-	Priorities    []float64 `json:"priorities,omitempty"`
-	DecompSeconds float64   `json:"decomposition_seconds"`
+	MetricsBytes  int64   `json:"metrics_bytes,omitempty"`
+	DecompSeconds float64 `json:"decomposition_seconds"`
 	// FirstTagShare is, at the first recompute, the share of pairs with a
 	// positive prompt-free gap that carry the plot tag (-1: none yet).
 	FirstTagShare float64 `json:"first_tag_share"`
@@ -77,8 +80,8 @@ type State struct {
 	Config string `json:"config"`
 }
 
-// optimizerStep is the AdamW step count to resume with.
-func (s *State) optimizerStep() int {
+// AdamStep is the AdamW step count to resume with.
+func (s *State) AdamStep() int {
 	if s.OptimizerStep != nil {
 		return *s.OptimizerStep
 	}
@@ -97,59 +100,67 @@ type FileEntry struct {
 	SHA256 string `json:"sha256"`
 }
 
-// ErrCheckpoint marks a checkpoint that cannot be used.
-var ErrCheckpoint = errors.New("invalid checkpoint")
+// ErrInvalid marks a checkpoint that cannot be used.
+var ErrInvalid = errors.New("invalid checkpoint")
 
-// saveCheckpoint writes a checkpoint for st and prunes old ones, keeping
-// the newest keep.
-// adapter, when set, writes the LoRA adapter files into the model folder.
-func saveCheckpoint(runDir string, st *State, cfg *models.Config, weights, opt map[string][]float32, adapter func(dir string) error, keep int) (string, error) {
-	dir := filepath.Join(runDir, checkpointDir, fmt.Sprintf("%s%08d", checkpointGlob, st.Step))
+// ModelWriter writes the model's files into dir (the checkpoint's model
+// folder) and returns their names relative to it, for the manifest.
+type ModelWriter func(dir string) ([]string, error)
+
+// Save writes a checkpoint for st, with the model written by model and
+// the optimizer state opt, and prunes old ones, keeping the newest keep.
+func Save(runDir string, st *State, model ModelWriter, opt map[string][]float32, keep int) (string, error) {
+	dir := filepath.Join(runDir, Dir, fmt.Sprintf("%s%08d", Prefix, st.Step))
 	err := fsutil.WriteDirAtomic(dir, func(tmp string) error {
-		if err := os.Mkdir(filepath.Join(tmp, modelSubdir), 0o755); err != nil {
+		mdir := filepath.Join(tmp, ModelDir)
+		if err := os.Mkdir(mdir, 0o755); err != nil {
 			return err
 		}
-		if err := models.WriteFolder(filepath.Join(tmp, modelSubdir), cfg, weights, nil); err != nil {
+		names, err := model(mdir)
+		if err != nil {
 			return err
 		}
-		files := []string{modelSubdir + "/config.json", modelSubdir + "/model.safetensors", optimizerFile, stateFile}
-		if adapter != nil {
-			if err := adapter(filepath.Join(tmp, modelSubdir)); err != nil {
-				return err
-			}
-			files = append(files, modelSubdir+"/"+models.AdapterFile, modelSubdir+"/adapter_config.json")
-		}
-		if err := fsutil.SyncDir(filepath.Join(tmp, modelSubdir)); err != nil {
+		if err := fsutil.SyncDir(mdir); err != nil {
 			return err
 		}
-		if err := safetensors.Write(filepath.Join(tmp, optimizerFile), floatTensors(opt), nil); err != nil {
+		files := []string{OptimizerFile, StateFile}
+		for _, n := range names {
+			files = append(files, ModelDir+"/"+n)
+		}
+		if err := safetensors.Write(filepath.Join(tmp, OptimizerFile), floatTensors(opt), nil); err != nil {
 			return err
 		}
 		b, err := json.MarshalIndent(st, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := fsutil.WriteFileSync(filepath.Join(tmp, stateFile), append(b, '\n')); err != nil {
+		if err := fsutil.WriteFileSync(filepath.Join(tmp, StateFile), append(b, '\n')); err != nil {
 			return err
 		}
-		man := Manifest{Step: st.Step, Files: map[string]FileEntry{}}
-		for _, f := range files {
-			e, err := hashFile(filepath.Join(tmp, f))
-			if err != nil {
-				return err
-			}
-			man.Files[f] = e
-		}
-		mb, err := json.MarshalIndent(man, "", "  ")
-		if err != nil {
-			return err
-		}
-		return fsutil.WriteFileSync(filepath.Join(tmp, manifestFile), append(mb, '\n'))
+		return writeManifest(tmp, st.Step, files)
 	})
 	if err != nil {
 		return "", fmt.Errorf("writing checkpoint %s: %w", dir, err)
 	}
-	return dir, pruneCheckpoints(runDir, keep)
+	return dir, Prune(runDir, keep)
+}
+
+// writeManifest lists files (relative to dir) with their sizes and
+// checksums in dir's manifest.
+func writeManifest(dir string, step int, files []string) error {
+	man := Manifest{Step: step, Files: map[string]FileEntry{}}
+	for _, f := range files {
+		e, err := HashFile(filepath.Join(dir, f))
+		if err != nil {
+			return err
+		}
+		man.Files[f] = e
+	}
+	mb, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileSync(filepath.Join(dir, ManifestFile), append(mb, '\n'))
 }
 
 // floatTensors lays out named float32 values (sorted by name) for
@@ -163,12 +174,13 @@ func floatTensors(vals map[string][]float32) []safetensors.Tensor {
 	out := make([]safetensors.Tensor, 0, len(names))
 	for _, n := range names {
 		v := vals[n]
-		out = append(out, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: []int64{int64(len(v))}, Data: models.Float32Bytes(v)})
+		out = append(out, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: []int64{int64(len(v))}, Data: safetensors.F32Bytes(v)})
 	}
 	return out
 }
 
-func hashFile(path string) (FileEntry, error) {
+// HashFile is the manifest entry of the file at path.
+func HashFile(path string) (FileEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return FileEntry{}, err
@@ -182,49 +194,49 @@ func hashFile(path string) (FileEntry, error) {
 	return FileEntry{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// verifyCheckpoint checks a checkpoint folder against its manifest and
+// Verify checks a checkpoint folder against its manifest and
 // returns its state.
-func verifyCheckpoint(dir string) (*State, error) {
-	mb, err := os.ReadFile(filepath.Join(dir, manifestFile))
+func Verify(dir string) (*State, error) {
+	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: no manifest: %v", ErrCheckpoint, dir, err)
+		return nil, fmt.Errorf("%w: %s: no manifest: %v", ErrInvalid, dir, err)
 	}
 	var man Manifest
 	if err := json.Unmarshal(mb, &man); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, filepath.Join(dir, manifestFile), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, filepath.Join(dir, ManifestFile), err)
 	}
-	for _, f := range []string{modelSubdir + "/config.json", modelSubdir + "/model.safetensors", optimizerFile, stateFile} {
+	for _, f := range []string{ModelDir + "/config.json", ModelDir + "/model.safetensors", OptimizerFile, StateFile} {
 		want, ok := man.Files[f]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s: manifest does not list %s", ErrCheckpoint, dir, f)
+			return nil, fmt.Errorf("%w: %s: manifest does not list %s", ErrInvalid, dir, f)
 		}
-		got, err := hashFile(filepath.Join(dir, f))
+		got, err := HashFile(filepath.Join(dir, f))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, dir, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, dir, err)
 		}
 		if got != want {
-			return nil, fmt.Errorf("%w: %s: %s does not match its checksum (size %d, want %d): the file is damaged", ErrCheckpoint, dir, f, got.Size, want.Size)
+			return nil, fmt.Errorf("%w: %s: %s does not match its checksum (size %d, want %d): the file is damaged", ErrInvalid, dir, f, got.Size, want.Size)
 		}
 	}
-	sb, err := os.ReadFile(filepath.Join(dir, stateFile))
+	sb, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, dir, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, dir, err)
 	}
 	var st State
 	dec := json.NewDecoder(strings.NewReader(string(sb)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, filepath.Join(dir, StateFile), err)
 	}
-	if st.Format != stateFormat || st.Step != man.Step {
-		return nil, fmt.Errorf("%w: %s: state format %d step %d, manifest step %d", ErrCheckpoint, dir, st.Format, st.Step, man.Step)
+	if st.Format != Format || st.Step != man.Step {
+		return nil, fmt.Errorf("%w: %s: state format %d step %d, manifest step %d", ErrInvalid, dir, st.Format, st.Step, man.Step)
 	}
 	return &st, nil
 }
 
-// listCheckpoints returns the checkpoint folders of a run, newest first.
-func listCheckpoints(runDir string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(runDir, checkpointDir))
+// List returns the checkpoint folders of a run, newest first.
+func List(runDir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(runDir, Dir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -238,14 +250,14 @@ func listCheckpoints(runDir string) ([]string, error) {
 	var cks []ck
 	for _, e := range entries {
 		name := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(name, checkpointGlob) {
+		if !e.IsDir() || !strings.HasPrefix(name, Prefix) {
 			continue
 		}
-		n, err := strconv.Atoi(strings.TrimPrefix(name, checkpointGlob))
+		n, err := strconv.Atoi(strings.TrimPrefix(name, Prefix))
 		if err != nil {
 			continue
 		}
-		cks = append(cks, ck{n, filepath.Join(runDir, checkpointDir, name)})
+		cks = append(cks, ck{n, filepath.Join(runDir, Dir, name)})
 	}
 	sort.Slice(cks, func(i, j int) bool { return cks[i].step > cks[j].step })
 	out := make([]string, len(cks))
@@ -255,10 +267,10 @@ func listCheckpoints(runDir string) ([]string, error) {
 	return out, nil
 }
 
-// pruneCheckpoints removes all but the newest keep checkpoints, and what
-// writes interrupted by a crash left behind (removeLeftovers).
-func pruneCheckpoints(runDir string, keep int) error {
-	cks, err := listCheckpoints(runDir)
+// Prune removes all but the newest keep checkpoints, and what
+// writes interrupted by a crash left behind (RemoveLeftovers).
+func Prune(runDir string, keep int) error {
+	cks, err := List(runDir)
 	if err != nil {
 		return err
 	}
@@ -269,7 +281,7 @@ func pruneCheckpoints(runDir string, keep int) error {
 			}
 		}
 	}
-	removeLeftovers(runDir)
+	RemoveLeftovers(runDir)
 	return nil
 }
 
@@ -281,16 +293,16 @@ func pruneCheckpoints(runDir string, keep int) error {
 // reads them.
 var leftoverPatterns = map[string][]string{
 	"":              {".model.tmp-*", ".metrics.jsonl.tmp-*", ".config.yaml.tmp-*", ".write-test"},
-	checkpointDir:   {"." + checkpointGlob + "*"},
+	Dir:             {"." + Prefix + "*"},
 	"decomposition": {".*.tmp-*", ".plot-*.png"},
 }
 
-// removeLeftovers removes, as best it can, the leftovers of interrupted
+// RemoveLeftovers removes, as best it can, the leftovers of interrupted
 // writes from the run folder: a run resumed after a crash during its final
 // save would otherwise keep the half-written model folder next to the
 // complete one for good. The trainer writes one thing at a time and calls
 // it between writes, so no write in progress is among them.
-func removeLeftovers(runDir string) {
+func RemoveLeftovers(runDir string) {
 	for dir, patterns := range leftoverPatterns {
 		entries, _ := os.ReadDir(filepath.Join(runDir, dir))
 		for _, e := range entries {
@@ -304,24 +316,24 @@ func removeLeftovers(runDir string) {
 	}
 }
 
-// findResume resolves --resume: "auto" is the newest valid checkpoint of
+// Find resolves --resume: "auto" is the newest valid checkpoint of
 // the run ("" when there is none), anything else a checkpoint folder that
 // must be valid. Invalid checkpoints skipped by "auto" are reported
 // through warn.
-func findResume(runDir, resume string, warn func(string, ...any)) (string, *State, error) {
+func Find(runDir, resume string, warn func(string, ...any)) (string, *State, error) {
 	if resume != "auto" {
-		st, err := verifyCheckpoint(resume)
+		st, err := Verify(resume)
 		if err != nil {
 			return "", nil, err
 		}
 		return resume, st, nil
 	}
-	cks, err := listCheckpoints(runDir)
+	cks, err := List(runDir)
 	if err != nil {
 		return "", nil, err
 	}
 	for _, c := range cks {
-		st, err := verifyCheckpoint(c)
+		st, err := Verify(c)
 		if err != nil {
 			warn("skipping a checkpoint that does not verify", "checkpoint", c, "error", err)
 			continue
@@ -331,9 +343,9 @@ func findResume(runDir, resume string, warn func(string, ...any)) (string, *Stat
 	return "", nil, nil
 }
 
-// readOptimizer loads optimizer.safetensors.
-func readOptimizer(dir string) (map[string][]float32, error) {
-	f, err := safetensors.Open(filepath.Join(dir, optimizerFile))
+// ReadOptimizer loads optimizer.safetensors.
+func ReadOptimizer(dir string) (map[string][]float32, error) {
+	f, err := safetensors.Open(filepath.Join(dir, OptimizerFile))
 	if err != nil {
 		return nil, err
 	}

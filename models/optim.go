@@ -1,15 +1,13 @@
-package trainer
+package models
 
 import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
+	"prism/internal/torch"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
-
-	"prism/models"
 )
 
 // AdamW is PyTorch's AdamW (decoupled weight decay) over tensors the
@@ -19,12 +17,12 @@ type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
 	// Step counts the updates applied so far.
 	Step   int
-	params []*models.Param
+	params []*Param
 	m, v   []*ts.Tensor
 }
 
 // NewAdamW returns an optimizer over params with zero moments.
-func NewAdamW(params []*models.Param, beta1, beta2, eps, wd float64) (*AdamW, error) {
+func NewAdamW(params []*Param, beta1, beta2, eps, wd float64) (*AdamW, error) {
 	o := &AdamW{Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: wd, params: params}
 	for _, p := range params {
 		m, err := p.T.ZerosLike(false)
@@ -82,7 +80,7 @@ func (o *AdamW) GradNorm() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer dropAll(gs)
+	defer torch.DropAll(gs)
 	var ss float64
 	for _, g := range gs {
 		if g == nil {
@@ -92,7 +90,7 @@ func (o *AdamW) GradNorm() (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		v, err := models.Float64s(n)
+		v, err := Float64s(n)
 		n.Drop()
 		if err != nil {
 			return 0, err
@@ -114,7 +112,7 @@ func (o *AdamW) ClipGradNorm(norm, maxNorm float64) error {
 	if err != nil {
 		return err
 	}
-	defer dropAll(gs)
+	defer torch.DropAll(gs)
 	for _, g := range gs {
 		if g == nil {
 			continue
@@ -130,13 +128,12 @@ func (o *AdamW) ClipGradNorm(norm, maxNorm float64) error {
 func (o *AdamW) Update(lr float64) (err error) {
 	// Grad mode is per OS thread in libtorch: NoGrad must run on the
 	// thread of the updates.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	gs, err := o.grads()
 	if err != nil {
 		return err
 	}
-	defer dropAll(gs)
+	defer torch.DropAll(gs)
 	o.Step++
 	t := float64(o.Step)
 	bc1 := 1 - math.Pow(o.Beta1, t)
@@ -158,7 +155,7 @@ func (o *AdamW) Update(lr float64) (err error) {
 	return err
 }
 
-func (o *AdamW) update(p *models.Param, g, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64) error {
+func (o *AdamW) update(p *Param, g, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64) error {
 	if p.Decay && o.WeightDecay != 0 {
 		if err := p.T.MulScalar_(ts.FloatScalar(1 - lr*o.WeightDecay)); err != nil {
 			return err
@@ -212,7 +209,7 @@ func (o *AdamW) ZeroGrad() error {
 	if err != nil {
 		return err
 	}
-	defer dropAll(gs)
+	defer torch.DropAll(gs)
 	for _, g := range gs {
 		if g != nil {
 			if err := g.Zero_(); err != nil {
@@ -260,7 +257,7 @@ func (o *AdamW) SetState(state map[string][]float32) error {
 			if int64(len(vals)) != p.Numel() {
 				return fmt.Errorf("%w: %s has %d values, the parameter %v", ErrState, x.key, len(vals), p.Shape)
 			}
-			t, err := ts.OfDataSize(models.Float32Bytes(vals), p.Shape, gotch.Float)
+			t, err := ts.OfDataSize(Float32Bytes(vals), p.Shape, gotch.Float)
 			if err != nil {
 				return err
 			}
@@ -272,12 +269,4 @@ func (o *AdamW) SetState(state map[string][]float32) error {
 		return fmt.Errorf("%w: %d tensors for %d parameters", ErrState, len(state), len(o.params))
 	}
 	return nil
-}
-
-func dropAll(ts []*ts.Tensor) {
-	for _, t := range ts {
-		if t != nil {
-			t.Drop()
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package trainer
+package checkpoint
 
 import (
 	"os"
@@ -45,7 +45,7 @@ func TestPruneRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := pruneCheckpoints(run, 2); err != nil {
+	if err := Prune(run, 2); err != nil {
 		t.Fatal(err)
 	}
 	for f, keep := range files {

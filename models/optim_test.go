@@ -1,4 +1,4 @@
-package trainer
+package models
 
 import (
 	"math"
@@ -6,8 +6,6 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
-
-	"prism/models"
 )
 
 // TestAdamWMatchesFormula runs two AdamW steps on loss = sum(c * p) and
@@ -29,9 +27,9 @@ func TestAdamWMatchesFormula(t *testing.T) {
 	defer w.Drop()
 	ct := mk(c, false)
 	defer ct.Drop()
-	decayed := &models.Param{Name: "w", Shape: []int64{3}, T: w, Decay: true}
+	decayed := &Param{Name: "w", Shape: []int64{3}, T: w, Decay: true}
 	const lr, b1, b2, eps, wd = 0.1, 0.9, 0.99, 1e-8, 0.1
-	opt, err := NewAdamW([]*models.Param{decayed}, b1, b2, eps, wd)
+	opt, err := NewAdamW([]*Param{decayed}, b1, b2, eps, wd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -199,5 +200,120 @@ func TestSoftmaxSampleErrors(t *testing.T) {
 				t.Errorf("SoftmaxSample = %v, %v; want ErrInvalidInput", got, err)
 			}
 		})
+	}
+}
+
+// TestEpochOrder checks that each epoch visits every item once, in an
+// order of its own, and that an order restored from (epoch, pos)
+// continues identically.
+func TestEpochOrder(t *testing.T) {
+	s := newEpochOrder(10, 7)
+	var epoch0 []int
+	for _, k := range []int{4, 4, 4} {
+		epoch0 = append(epoch0, s.next(k)...)
+	}
+	if len(epoch0) != 10 {
+		t.Fatalf("an epoch of 10 in batches of 4 gave %d items", len(epoch0))
+	}
+	first := s.next(4)
+	if s.epoch != 1 {
+		t.Fatalf("epoch %d after the first epoch", s.epoch)
+	}
+	// A sampler restored from (epoch, pos) continues identically.
+	r := newEpochOrder(10, 7)
+	r.epoch, r.pos = 1, 4
+	if got, want := r.next(4), s.next(4); !reflect.DeepEqual(got, want) {
+		t.Errorf("restored sampler gave %v, original %v", got, want)
+	}
+	if reflect.DeepEqual(first, epoch0[:4]) {
+		t.Error("epoch 1 repeats epoch 0's order")
+	}
+}
+
+
+// TestPrioritySampler runs two recomputes over a fake estimator and checks
+// what a reader of the paper expects: each phase trains on the pairs with
+// the smallest Δr2 of its pool, only on them, in epochs; a sampler
+// restored from its state continues identically; an empty threshold
+// selection falls back to the whole pool.
+func TestPrioritySampler(t *testing.T) {
+	const n = 40
+	gap := func(i int) float64 { return float64((i*17)%n) - 20 } // distinct
+	est := func(pool []int, seed uint64) ([]PairEstimate, Stats, error) {
+		out := make([]PairEstimate, len(pool))
+		for k, i := range pool {
+			out[k] = PairEstimate{Estimate: Estimate{PromptFree: gap(i)}}
+		}
+		return out, Stats{Pairs: len(pool)}, nil
+	}
+	tests := []struct {
+		name     string
+		opt      PriorityOptions
+		selected int
+		fellBack bool
+	}{
+		{"lowest quarter of a pool of 20", PriorityOptions{Strategy: StrategyLowestFraction, Rho: 0.25, PoolSize: 20}, 5, false},
+		{"lowest half of every pair", PriorityOptions{Strategy: StrategyLowestFraction, Rho: 0.5}, 20, false},
+		{"threshold", PriorityOptions{Strategy: StrategyThreshold, Threshold: -10}, 10, false},
+		{"threshold keeps none", PriorityOptions{Strategy: StrategyThreshold, Threshold: -100, PoolSize: 8}, 8, true},
+		{"softmax", PriorityOptions{Strategy: StrategySoftmax, Rho: 0.5, Temperature: 1}, 20, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewPrioritySampler(n, 11, tt.opt)
+			if got := s.Next(n); len(got) != n {
+				t.Fatalf("phase 0 served %d of %d pairs in one epoch", len(got), n)
+			}
+			rc, err := s.Recompute(est)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc.Phase != 1 || s.Phase() != 1 || len(rc.Selected) != tt.selected || rc.FellBack != tt.fellBack {
+				t.Fatalf("phase %d, %d selected, fell back %v; want phase 1, %d, %v", rc.Phase, len(rc.Selected), rc.FellBack, tt.selected, tt.fellBack)
+			}
+			inPool := map[int]bool{}
+			for _, i := range rc.Pool {
+				inPool[i] = true
+			}
+			sel := map[int]bool{}
+			for _, i := range rc.Selected {
+				if !inPool[i] {
+					t.Fatalf("selected pair %d is not in the pool", i)
+				}
+				sel[i] = true
+			}
+			if tt.opt.Strategy == StrategyLowestFraction {
+				// Every selected pair's gap is below every unselected pool pair's.
+				for _, i := range rc.Pool {
+					for j := range sel {
+						if !sel[i] && gap(i) < gap(j) {
+							t.Fatalf("pair %d (gap %v) left out, pair %d (gap %v) selected", i, gap(i), j, gap(j))
+						}
+					}
+				}
+			}
+			// Batches come from the selection only; a restored copy
+			// continues identically.
+			first := s.Next(3)
+			r := NewPrioritySampler(n, 11, tt.opt)
+			if err := r.Restore(s.State()); err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				a, b := s.Next(3), r.Next(3)
+				if !reflect.DeepEqual(a, b) {
+					t.Fatalf("restored sampler served %v, original %v", b, a)
+				}
+				for _, i := range append(a, first...) {
+					if !sel[i] {
+						t.Fatalf("served pair %d, which was not selected", i)
+					}
+				}
+			}
+		})
+	}
+	s := NewPrioritySampler(4, 1, PriorityOptions{Strategy: StrategyLowestFraction, Rho: 1})
+	if err := s.Restore(SamplerState{Phase: 1, Selected: []int{0, 4}}); err == nil {
+		t.Error("a state selecting pair 4 of 4 was restored")
 	}
 }

@@ -1,0 +1,105 @@
+// Package analysis scores preference pairs under a reward model and sums
+// up what it finds: the held-out metrics (loss, accuracy, margin, reward
+// statistics) and the decomposition of the pairs' reward gaps into their
+// prompt-free and prompt-related parts. `prism train` (its evaluations,
+// recomputes and final analysis), `prism eval` and `prism decompose` all
+// use it.
+package analysis
+
+import (
+	"math"
+
+	"prism/data"
+	"prism/decomposition"
+	"prism/models"
+)
+
+// ScoreFunc returns one reward per sequence, in order.
+type ScoreFunc = decomposition.ScoreFunc
+
+// ModelScorer scores with m, batchSize sequences per forward pass.
+func ModelScorer(m *models.RewardModel, batchSize int) ScoreFunc {
+	return func(seqs [][]int64) ([]float64, error) { return m.Score(seqs, batchSize) }
+}
+
+// PolicyLogLik is the likelihood function of the policy weights, or nil
+// (uniform weights) without a policy.
+func PolicyLogLik(policy *models.CausalLM, batchSize int) decomposition.LogLikFunc {
+	if policy == nil {
+		return nil
+	}
+	return func(ps, rs [][]int64) ([]float64, error) { return policy.ResponseLogLik(ps, rs, batchSize) }
+}
+
+// Metrics are the held-out figures of a set of pairs.
+type Metrics struct {
+	Loss       float64 `json:"eval_loss"`
+	Accuracy   float64 `json:"eval_accuracy"`
+	Margin     float64 `json:"eval_margin"`
+	RewardMean float64 `json:"eval_reward_mean"`
+	RewardStd  float64 `json:"eval_reward_std"`
+	Pairs      int     `json:"eval_pairs"`
+}
+
+// ScorePairs returns the rewards of every pair's chosen and rejected
+// sequence.
+func ScorePairs(score ScoreFunc, pairs []data.Pair) (chosen, rejected []float64, err error) {
+	r, err := score(data.Stack(pairs))
+	if err != nil {
+		return nil, nil, err
+	}
+	return r[:len(pairs)], r[len(pairs):], nil
+}
+
+// Evaluate scores pairs and sums them up with PairMetrics.
+func Evaluate(score ScoreFunc, pairs []data.Pair) (*Metrics, error) {
+	chosen, rejected, err := ScorePairs(score, pairs)
+	if err != nil {
+		return nil, err
+	}
+	return PairMetrics(chosen, rejected), nil
+}
+
+// PairMetrics computes the Bradley-Terry loss, pairwise accuracy (strict:
+// a tie is wrong), mean margin and reward statistics of chosen and
+// rejected rewards.
+func PairMetrics(chosen, rejected []float64) *Metrics {
+	n := len(chosen)
+	ev := &Metrics{Pairs: n}
+	var sum, sumSq float64
+	for i := range chosen {
+		d := chosen[i] - rejected[i]
+		ev.Loss += softplus(-d)
+		if d > 0 {
+			ev.Accuracy++
+		}
+		ev.Margin += d
+		for _, x := range []float64{chosen[i], rejected[i]} {
+			sum += x
+			sumSq += x * x
+		}
+	}
+	ev.Loss /= float64(n)
+	ev.Accuracy /= float64(n)
+	ev.Margin /= float64(n)
+	k := float64(2 * n)
+	ev.RewardMean = sum / k
+	ev.RewardStd = math.Sqrt(math.Max(0, sumSq/k-ev.RewardMean*ev.RewardMean))
+	return ev
+}
+
+// softplus(x) = log(1 + e^x), stable for large |x|; -log σ(d) = softplus(-d).
+func softplus(x float64) float64 {
+	if x > 30 {
+		return x
+	}
+	return math.Log1p(math.Exp(x))
+}
+
+// EstimatePairs decomposes each pair's reward gap under score, drawing
+// comparison prompts from prompts (see decomposition.EstimateAll); with
+// loglik the prompts are importance-weighted by the policy's likelihoods
+// of the two responses, without it uniformly.
+func EstimatePairs(pairs []data.Pair, prompts [][]int64, opt decomposition.Options, score ScoreFunc, loglik decomposition.LogLikFunc) ([]decomposition.PairEstimate, decomposition.Stats, error) {
+	return decomposition.EstimateAll(decomposition.Views(pairs), prompts, opt, score, loglik)
+}

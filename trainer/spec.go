@@ -1,0 +1,94 @@
+package trainer
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"prism/configs"
+	"prism/internal/torch"
+	"prism/models"
+)
+
+// spec is a configuration resolved against what it names: the model's
+// shape, the data source, the device. `prism train --dry-run` (MakePlan)
+// and the run itself both start from it, so they cannot disagree.
+type spec struct {
+	cfg    *configs.Config
+	model  *models.Config
+	source configs.Source
+	device torch.Device
+}
+
+// resolve reads the model's config (a preset, or model.path's
+// config.json; no weights) and checks what depends on it.
+func resolve(cfg *configs.Config) (*spec, error) {
+	sp := &spec{cfg: cfg, source: cfg.Data.Source()}
+	var err error
+	if cfg.Model.Path != "" {
+		sp.model, err = models.LoadConfig(filepath.Join(cfg.Model.Path, "config.json"))
+	} else {
+		sp.model, err = models.Preset(cfg.Model.Preset)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t := cfg.Train; t.Trainable == configs.TrainableTopLayers && t.TrainableTopLayers > sp.model.NumHiddenLayers {
+		return nil, fmt.Errorf("train.trainable_top_layers = %d but the model has %d layers", t.TrainableTopLayers, sp.model.NumHiddenLayers)
+	}
+	if sp.device, err = torch.ResolveDevice(cfg.Run.Device); err != nil {
+		return nil, fmt.Errorf("run.device: %w", err)
+	}
+	return sp, nil
+}
+
+// trains says whether the parameter called name trains under
+// train.trainable (without LoRA): everything, the score head alone, or
+// the top layers with the final norm and the head.
+func (sp *spec) trains(name string) bool {
+	t := sp.cfg.Train
+	switch t.Trainable {
+	case configs.TrainableHead:
+		return name == "score.weight"
+	case configs.TrainableTopLayers:
+		if name == "score.weight" || name == "model.norm.weight" {
+			return true
+		}
+		var l int
+		_, err := fmt.Sscanf(name, "model.layers.%d.", &l)
+		return err == nil && l >= sp.model.NumHiddenLayers-t.TrainableTopLayers
+	}
+	return true
+}
+
+// trainedParams counts the parameters trains selects (without LoRA).
+func (sp *spec) trainedParams() int64 {
+	var n int64
+	for _, name := range sp.model.ParamNames() {
+		if !sp.trains(name) {
+			continue
+		}
+		shape, _ := sp.model.ParamShape(name)
+		k := int64(1)
+		for _, d := range shape {
+			k *= d
+		}
+		n += k
+	}
+	return n
+}
+
+// baseModelName names the base model in adapter configs.
+func (sp *spec) baseModelName() string {
+	if sp.cfg.Model.Path != "" {
+		return sp.cfg.Model.Path
+	}
+	return "prism preset " + sp.cfg.Model.Preset
+}
+
+// tokenizerDir is the folder of the tokenizer for text data.
+func (sp *spec) tokenizerDir() string {
+	if sp.cfg.Data.Tokenizer != "" {
+		return sp.cfg.Data.Tokenizer
+	}
+	return sp.cfg.Model.Path
+}
