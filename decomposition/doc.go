@@ -1,7 +1,10 @@
 // Package decomposition owns the paper's reward decomposition: the
-// prompt-free part of a reward gap, its importance-sampled estimate and the
-// priority sampler built on it. It is pure Go over float64 slices and needs
-// no libtorch.
+// prompt-free part of a reward gap (decomposition.go), its
+// importance-sampled estimate over prompts (estimate.go, weights.go), and
+// the priority sampler built on it (priority.go: candidate pool, selection
+// strategies, the epoch order of each phase and its checkpoint state), with
+// its tables and plots (report.go). It is pure Go: the reward model enters
+// as a ScoreFunc, and it needs no libtorch.
 //
 // For a response pair (y1, y2) scored under prompts x_1..x_M, with gaps
 // Δ_i = r(x_i, y1) − r(x_i, y2) and self-normalised weights w_i, the

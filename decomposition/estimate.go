@@ -71,16 +71,16 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 		return nil, Stats{}, fmt.Errorf("%w: the prompt pool needs at least 2 prompts, has %d", ErrInvalidInput, len(pool))
 	}
 	rng := rand.New(rand.NewPCG(opt.Seed, 0xdec0))
-	prompts := make([][]int, len(pairs))
-	var seqs [][]int64
+	drawn := make([][]int, len(pairs))
 	for i, p := range pairs {
-		prompts[i] = drawPrompts(rng, len(pool), opt.Samples, p.Prompt, pool)
-		// Sequence layout per pair: own prompt (y1, y2), then each drawn
-		// prompt (y1, y2).
-		seqs = append(seqs, concat(p.Prompt, p.Y1), concat(p.Prompt, p.Y2))
-		for _, k := range prompts[i] {
-			seqs = append(seqs, concat(pool[k], p.Y1), concat(pool[k], p.Y2))
-		}
+		drawn[i] = drawPrompts(rng, len(pool), opt.Samples, p.Prompt, pool)
+	}
+	// Sequence layout per pair: own prompt (y1, y2), then each drawn
+	// prompt (y1, y2).
+	ps, rs := layout(pairs, drawn, pool)
+	seqs := make([][]int64, len(ps))
+	for i := range ps {
+		seqs[i] = concat(ps[i], rs[i])
 	}
 	rewards, err := score(seqs)
 	if err != nil {
@@ -88,16 +88,6 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 	}
 	var ll []float64
 	if loglik != nil {
-		// The same (prompt, response) combinations, in the same order.
-		var ps, rs [][]int64
-		for i, p := range pairs {
-			ps = append(ps, p.Prompt, p.Prompt)
-			rs = append(rs, p.Y1, p.Y2)
-			for _, k := range prompts[i] {
-				ps = append(ps, pool[k], pool[k])
-				rs = append(rs, p.Y1, p.Y2)
-			}
-		}
 		if ll, err = loglik(ps, rs); err != nil {
 			return nil, Stats{}, fmt.Errorf("policy log-likelihoods: %w", err)
 		}
@@ -111,38 +101,64 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 	out := make([]PairEstimate, len(pairs))
 	pos := 0
 	for i := range pairs {
-		start := pos
-		own := rewards[pos] - rewards[pos+1]
-		pos += 2
-		deltas := make([]float64, 0, len(prompts[i])+1)
-		var l1, l2 []float64
-		for range prompts[i] {
-			deltas = append(deltas, rewards[pos]-rewards[pos+1])
-			if ll != nil {
-				l1, l2 = append(l1, ll[pos]), append(l2, ll[pos+1])
-			}
-			pos += 2
-		}
-		mean, std := meanStd(deltas)
-		if opt.IncludeOwn {
-			deltas = append(deltas, own)
-			if ll != nil {
-				l1, l2 = append(l1, ll[start]), append(l2, ll[start+1])
-			}
-		}
-		w := UniformWeights(len(deltas))
+		n := 2 * (len(drawn[i]) + 1)
+		var pll []float64
 		if ll != nil {
-			if w, err = PolicyWeights(l1, l2, opt.PolicyTau); err != nil {
-				return nil, Stats{}, fmt.Errorf("pair %d: policy weights: %w", i, err)
-			}
+			pll = ll[pos : pos+n]
 		}
-		est, err := Decompose(own, deltas, w, opt.Tol)
-		if err != nil {
+		if out[i], err = estimateOne(rewards[pos:pos+n], pll, opt); err != nil {
 			return nil, Stats{}, fmt.Errorf("pair %d: %w", i, err)
 		}
-		out[i] = PairEstimate{Estimate: est, Mean: mean, Std: std}
+		pos += n
 	}
 	return out, Stats{Pairs: len(pairs), Sequences: len(seqs), Seconds: time.Since(start).Seconds()}, nil
+}
+
+// layout lists the (prompt, response) combinations scored: per pair, its
+// own prompt with y1 and y2, then each drawn prompt with y1 and y2.
+func layout(pairs []Pair, drawn [][]int, pool [][]int64) (prompts, responses [][]int64) {
+	for i, p := range pairs {
+		prompts = append(prompts, p.Prompt, p.Prompt)
+		responses = append(responses, p.Y1, p.Y2)
+		for _, k := range drawn[i] {
+			prompts = append(prompts, pool[k], pool[k])
+			responses = append(responses, p.Y1, p.Y2)
+		}
+	}
+	return prompts, responses
+}
+
+// estimateOne decomposes one pair from the rewards (and, with a policy,
+// log-likelihoods) of its sequences in layout order.
+func estimateOne(rewards, ll []float64, opt Options) (PairEstimate, error) {
+	own := rewards[0] - rewards[1]
+	deltas := make([]float64, 0, len(rewards)/2)
+	var l1, l2 []float64
+	for j := 2; j < len(rewards); j += 2 {
+		deltas = append(deltas, rewards[j]-rewards[j+1])
+		if ll != nil {
+			l1, l2 = append(l1, ll[j]), append(l2, ll[j+1])
+		}
+	}
+	mean, std := meanStd(deltas)
+	if opt.IncludeOwn {
+		deltas = append(deltas, own)
+		if ll != nil {
+			l1, l2 = append(l1, ll[0]), append(l2, ll[1])
+		}
+	}
+	w := UniformWeights(len(deltas))
+	if ll != nil {
+		var err error
+		if w, err = PolicyWeights(l1, l2, opt.PolicyTau); err != nil {
+			return PairEstimate{}, fmt.Errorf("policy weights: %w", err)
+		}
+	}
+	est, err := Decompose(own, deltas, w, opt.Tol)
+	if err != nil {
+		return PairEstimate{}, err
+	}
+	return PairEstimate{Estimate: est, Mean: mean, Std: std}, nil
 }
 
 // drawPrompts picks m distinct pool indices whose prompts differ from own

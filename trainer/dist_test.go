@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"prism/configs"
 	"prism/internal/launch"
 	"prism/internal/safetensors"
@@ -445,7 +443,7 @@ func TestLoRARun(t *testing.T) {
 	if err != nil || len(cks) == 0 {
 		t.Fatal("no checkpoint", err)
 	}
-	base, _, err := models.Load(filepath.Join(cks[0], checkpoint.ModelDir), gotch.CPU, nil)
+	base, _, err := models.Load(filepath.Join(cks[0], checkpoint.ModelDir), torch.DefaultDevice(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +460,7 @@ func TestLoRARun(t *testing.T) {
 		}
 	}
 	// Merged model vs base + adapter folder.
-	merged, _, err := models.Load(res.ModelDir, gotch.CPU, nil)
+	merged, _, err := models.Load(res.ModelDir, torch.DefaultDevice(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
-
 	"prism/configs"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -28,7 +27,7 @@ func trainValues(t *testing.T, sets ...string) map[string][]float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := models.Load(res.ModelDir, gotch.CPU, rand.New(rand.NewPCG(0, 0)))
+	m, _, err := models.Load(res.ModelDir, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

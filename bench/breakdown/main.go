@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -23,7 +22,7 @@ import (
 )
 
 func main() {
-	runtime.LockOSThread()
+	torch.Pin() // for the whole process: libtorch state is per OS thread
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "breakdown:", err)
 		os.Exit(1)

@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"prism/bench/machine"
 	"prism/configs"
@@ -28,7 +27,7 @@ import (
 )
 
 func main() {
-	runtime.LockOSThread()
+	torch.Pin() // for the whole process: libtorch state is per OS thread
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/decomp:", err)
 		os.Exit(1)

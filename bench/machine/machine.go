@@ -79,8 +79,7 @@ func meminfo(key string) int64 {
 // The best, not the median, because it stands for what the hardware can
 // do; the training step is then judged against it.
 func MatmulPeak(n int64, reps int) (gflops float64, err error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	defer torch.Pin()()
 	a, err := ts.Randn([]int64{n, n}, gotch.Float, gotch.CPU)
 	if err != nil {
 		return 0, err

@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	runtime.LockOSThread()
+	torch.Pin() // for the whole process: libtorch state is per OS thread
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "memory:", err)
 		os.Exit(1)

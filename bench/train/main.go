@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -107,7 +106,7 @@ type result struct {
 }
 
 func main() {
-	runtime.LockOSThread()
+	torch.Pin() // for the whole process: libtorch state is per OS thread
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/train:", err)
 		os.Exit(1)

@@ -6,15 +6,16 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime"
+
 	"syscall"
 
 	"prism/internal/cli"
+	"prism/internal/torch"
 )
 
 // libtorch keeps autograd mode and gotch its last error per OS thread;
 // prism drives libtorch from the main goroutine, pinned to one thread.
-func init() { runtime.LockOSThread() }
+func init() { torch.Pin() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,6 +1,11 @@
-// Package torch is prism's thin layer over gotch and libtorch: it sets
+// Package torch is prism's boundary with gotch and libtorch. It sets
 // libtorch up for this machine (thread counts) and reports what libtorch
-// was built with and what it found (BLAS, CUDA, disabled functions).
+// was built with and what it found (BLAS, CUDA, disabled functions); it
+// resolves the device (device.go), pins goroutines to OS threads (Pin),
+// frees intermediate tensors (Scope) and defines the process group of a
+// data-parallel run (Comm; dist implements it over c10d, Single is one
+// process). Only this package, its dist subpackage and models use gotch; a
+// test enforces it.
 //
 // It needs the gotch copy that `make setup` adapts to the local libtorch.
 package torch
