@@ -25,6 +25,7 @@ var Version = "0.1.0-dev"
 // globals are the flags every command shares.
 type globals struct {
 	threads     int
+	threadsSet  bool // --threads was given: it then overrides the config and the per-rank share
 	logLevel    string
 	allowPickle bool
 	logger      *slog.Logger
@@ -51,6 +52,7 @@ small prompt-free gap.`,
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
 			g.level, g.stderr = level, stderr
+			g.threadsSet = cmd.Flags().Changed("threads")
 			g.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 			if g.threads < 0 {
 				return fmt.Errorf("--threads %d: want 0 (all cores) or a positive count", g.threads)
@@ -101,12 +103,12 @@ func Main(ctx context.Context, args []string) int {
 // loadConfig reads an experiment as the train and compare commands do: the
 // file, then PRISM_* variables and --set, then the global flags that have a
 // config key (--threads when given, --allow-pickle).
-func (g *globals) loadConfig(cmd *cobra.Command, path string, sets []string) (*configs.Config, error) {
+func (g *globals) loadConfig(path string, sets []string) (*configs.Config, error) {
 	cfg, err := configs.Load(path, sets, os.Environ())
 	if err != nil {
 		return nil, err
 	}
-	if cmd.Flags().Changed("threads") {
+	if g.threadsSet {
 		cfg.Run.Threads = g.threads
 	}
 	if g.allowPickle {

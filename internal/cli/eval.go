@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -31,8 +32,8 @@ func newEvalCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-type evalFlags struct {
-	g                     *globals
+// evalOptions are the flags every `prism eval` subcommand shares.
+type evalOptions struct {
 	model, tokenizer, out string
 	data                  []string
 	batch                 int
@@ -41,15 +42,16 @@ type evalFlags struct {
 	template              templateFlags
 }
 
-func (f *evalFlags) register(cmd *cobra.Command, dataHelp string) {
-	cmd.Flags().StringVar(&f.model, "model", "", "reward model folder")
-	cmd.Flags().StringArrayVar(&f.data, "data", nil, dataHelp)
-	cmd.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder for text pairs (default: --model)")
-	cmd.Flags().StringVar(&f.out, "out", "", "output folder for results.json, results.md and scores.jsonl (default: none)")
-	cmd.Flags().IntVar(&f.batch, "batch-size", 32, "sequences per forward pass")
-	cmd.Flags().BoolVar(&f.skipInvalid, "skip-invalid", false, "skip bad rows (reported by reason on stderr and in results.json) instead of failing")
-	f.length.register(cmd, overTruncate, " (the official RewardBench scorer truncates)")
-	f.template.register(cmd)
+// register declares the shared flags; dataHelp describes --data.
+func (o *evalOptions) register(cmd *cobra.Command, dataHelp string) {
+	cmd.Flags().StringVar(&o.model, "model", "", "reward model folder")
+	cmd.Flags().StringArrayVar(&o.data, "data", nil, dataHelp)
+	cmd.Flags().StringVar(&o.tokenizer, "tokenizer", "", "tokenizer folder for text pairs (default: --model)")
+	cmd.Flags().StringVar(&o.out, "out", "", "output folder for results.json, results.md and scores.jsonl (default: none)")
+	cmd.Flags().IntVar(&o.batch, "batch-size", 32, "sequences per forward pass")
+	cmd.Flags().BoolVar(&o.skipInvalid, "skip-invalid", false, "skip bad rows (reported by reason on stderr and in results.json) instead of failing")
+	o.length.register(cmd, overTruncate, " (the official RewardBench scorer truncates)")
+	o.template.register(cmd)
 }
 
 // evalRun is what an evaluation read and scored.
@@ -64,14 +66,14 @@ type evalRun struct {
 // loadAndScore reads the model and the pairs of every --data file,
 // applies the length limit and scores both sides. Skipped rows and
 // truncated pairs are reported on stderr.
-func (f *evalFlags) loadAndScore() (*evalRun, error) {
-	if f.model == "" || len(f.data) == 0 {
+func (o *evalOptions) loadAndScore(g *globals) (*evalRun, error) {
+	if o.model == "" || len(o.data) == 0 {
 		return nil, fmt.Errorf("--model and --data are required")
 	}
-	if f.batch < 1 {
-		return nil, fmt.Errorf("--batch-size %d: want at least 1", f.batch)
+	if o.batch < 1 {
+		return nil, fmt.Errorf("--batch-size %d: want at least 1", o.batch)
 	}
-	m, _, err := models.LoadWith(f.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: f.g.allowPickle})
+	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
 	if err != nil {
 		return nil, err
 	}
@@ -80,29 +82,29 @@ func (f *evalFlags) loadAndScore() (*evalRun, error) {
 		m.Drop()
 		return nil, err
 	}
-	if r.maxLength, err = f.length.limit(f.g, m); err != nil {
+	if r.maxLength, err = o.length.limit(g, m); err != nil {
 		return fail(err)
 	}
-	tok := f.tokenizer
+	tok := o.tokenizer
 	if tok == "" {
-		tok = f.model
+		tok = o.model
 	}
-	for _, path := range f.data {
-		pairs, st, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{SkipInvalid: f.skipInvalid}, f.template.options())
+	for _, path := range o.data {
+		pairs, st, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{SkipInvalid: o.skipInvalid}, o.template.options())
 		if err != nil {
 			return fail(err)
 		}
 		if st.Skipped > 0 {
-			f.g.logger.Warn("skipped invalid rows", "file", path, "skipped", st.Skipped, "rows", st.Rows, "summary", st.Summary())
+			g.logger.Warn("skipped invalid rows", "file", path, "skipped", st.Skipped, "rows", st.Rows, "summary", st.Summary())
 		}
 		r.skipped.Rows += st.Rows
 		r.skipped.Merge(st)
-		pairs, cut, err := f.length.fitPairs(path, pairs, r.maxLength)
+		pairs, cut, err := o.length.fitPairs(path, pairs, r.maxLength)
 		if err != nil {
 			return fail(err)
 		}
 		if cut > 0 {
-			f.g.logger.Warn("truncated pairs to the length limit (their first tokens are scored)", "file", path, "pairs", cut, "max_length", r.maxLength)
+			g.logger.Warn("truncated pairs to the length limit (their first tokens are scored)", "file", path, "pairs", cut, "max_length", r.maxLength)
 		}
 		r.cutOff += cut
 		for i := range pairs {
@@ -110,7 +112,7 @@ func (f *evalFlags) loadAndScore() (*evalRun, error) {
 		}
 		r.pairs = append(r.pairs, pairs...)
 	}
-	if r.chosen, r.rejected, err = analysis.ScorePairs(analysis.ModelScorer(m, f.batch), r.pairs); err != nil {
+	if r.chosen, r.rejected, err = analysis.ScorePairs(analysis.ModelScorer(m, o.batch), r.pairs); err != nil {
 		return fail(err)
 	}
 	return r, nil
@@ -128,8 +130,9 @@ type inputReport struct {
 	Examples  []string       `json:"skip_examples,omitempty"`
 }
 
-func (f *evalFlags) input(r *evalRun) inputReport {
-	return inputReport{Data: f.data, Pairs: len(r.pairs), MaxLength: r.maxLength, Truncated: r.cutOff,
+// input is results.json's account of what r read.
+func (o *evalOptions) input(r *evalRun) inputReport {
+	return inputReport{Data: o.data, Pairs: len(r.pairs), MaxLength: r.maxLength, Truncated: r.cutOff,
 		Skipped: r.skipped.Skipped, Reasons: r.skipped.Reasons, Examples: r.skipped.Examples}
 }
 
@@ -167,6 +170,7 @@ type exampleRow struct {
 	Result   int     `json:"results"`
 }
 
+// perExample is scores.jsonl: one exampleRow per pair.
 func perExample(r *evalRun) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -189,7 +193,7 @@ type RewardBenchReport struct {
 }
 
 func newEvalRewardBenchCmd(g *globals) *cobra.Command {
-	f := &evalFlags{g: g}
+	var o evalOptions
 	cmd := &cobra.Command{
 		Use:   "rewardbench --model DIR --data F [--data PRIOR_SETS]",
 		Short: "Score RewardBench the way the official code does",
@@ -210,70 +214,82 @@ truncated to their first tokens, or refused with --over-length refuse.
 id, subset, scores_chosen, scores_rejected and results (1 right, 0 wrong).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := f.loadAndScore()
-			if err != nil {
-				return err
-			}
-			defer r.m.Drop()
-			res := make([]rewardbench.Result, len(r.pairs))
-			for i, p := range r.pairs {
-				sub := p.Tags["subset"]
-				if sub == "" {
-					return fmt.Errorf("row %s has no subset: RewardBench rows need a \"subset\" field", p.Source)
-				}
-				res[i] = rewardbench.Result{Subset: sub, Chosen: r.chosen[i], Rejected: r.rejected[i]}
-			}
-			s := rewardbench.Score(res)
-			if len(s.Other) > 0 {
-				g.logger.Warn("subsets that are neither RewardBench's nor prior sets are scored on their own and left out of the sections", "subsets", strings.Join(s.Other, ", "))
-			}
-			var b strings.Builder
-			fmt.Fprintf(&b, "# RewardBench: %s\n\nScored as %s.\n\n| section | score |\n| --- | --- |\n", f.model, rewardbench.Upstream)
-			for _, sec := range rewardbench.Sections {
-				v := s.Sections[sec.Name]
-				note := ""
-				if slices.Contains(s.Missing, sec.Name) {
-					note = " (no subset in the data: 0, as the official code scores it)"
-				}
-				fmt.Fprintf(&b, "| %s | %.2f%s |\n", sec.Name, 100*v, note)
-			}
-			if s.PriorSets != nil {
-				fmt.Fprintf(&b, "| Prior Sets (0.5 weight) | %.2f |\n", 100**s.PriorSets)
-			}
-			fmt.Fprintf(&b, "| **overall** | **%.2f** |\n", 100*s.Overall)
-			if len(s.Missing) > 0 {
-				fmt.Fprintf(&b, "\nSections missing from the data: %s. The overall score counts them as 0, as the leaderboard would; over the sections present it is %.2f, a figure for this partial run only.\n",
-					strings.Join(s.Missing, ", "), 100*s.OverallPresent)
-			}
-			fmt.Fprintf(&b, "\n| subset | correct | total | accuracy |\n| --- | --- | --- | --- |\n")
-			names := make([]string, 0, len(s.Subsets))
-			for n := range s.Subsets {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				ss := s.Subsets[n]
-				fmt.Fprintf(&b, "| %s | %d | %d | %.4f |\n", n, ss.Correct, ss.Total, ss.Accuracy)
-			}
-			if len(s.Other) > 0 {
-				fmt.Fprintf(&b, "\nSubsets outside RewardBench's sections and prior sets, in no section: %s\n", strings.Join(s.Other, ", "))
-			}
-			if r.cutOff > 0 {
-				fmt.Fprintf(&b, "\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
-			}
-			if r.skipped.Skipped > 0 {
-				fmt.Fprintf(&b, "\n%s.\n", r.skipped.Summary())
-			}
-			fmt.Fprint(cmd.OutOrStdout(), b.String())
-			lines, err := perExample(r)
-			if err != nil {
-				return err
-			}
-			return writeResults(f.out, RewardBenchReport{Scores: s, Input: f.input(r)}, b.String(), lines)
+			return runEvalRewardBench(g, o, cmd.OutOrStdout())
 		},
 	}
-	f.register(cmd, "RewardBench data: Parquet, JSON or JSON Lines with a subset column; repeat for the prior sets")
+	o.register(cmd, "RewardBench data: Parquet, JSON or JSON Lines with a subset column; repeat for the prior sets")
 	return cmd
+}
+
+// runEvalRewardBench is `prism eval rewardbench`.
+func runEvalRewardBench(g *globals, o evalOptions, stdout io.Writer) error {
+	r, err := o.loadAndScore(g)
+	if err != nil {
+		return err
+	}
+	defer r.m.Drop()
+	res := make([]rewardbench.Result, len(r.pairs))
+	for i, p := range r.pairs {
+		sub := p.Tags["subset"]
+		if sub == "" {
+			return fmt.Errorf("row %s has no subset: RewardBench rows need a \"subset\" field", p.Source)
+		}
+		res[i] = rewardbench.Result{Subset: sub, Chosen: r.chosen[i], Rejected: r.rejected[i]}
+	}
+	s := rewardbench.Score(res)
+	if len(s.Other) > 0 {
+		g.logger.Warn("subsets that are neither RewardBench's nor prior sets are scored on their own and left out of the sections", "subsets", strings.Join(s.Other, ", "))
+	}
+	md := rewardBenchMarkdown(o.model, s, r)
+	fmt.Fprint(stdout, md)
+	lines, err := perExample(r)
+	if err != nil {
+		return err
+	}
+	return writeResults(o.out, RewardBenchReport{Scores: s, Input: o.input(r)}, md, lines)
+}
+
+// rewardBenchMarkdown is results.md, which the command also prints: the
+// sections, then every subset, then what was cut or skipped.
+func rewardBenchMarkdown(model string, s *rewardbench.Scores, r *evalRun) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# RewardBench: %s\n\nScored as %s.\n\n| section | score |\n| --- | --- |\n", model, rewardbench.Upstream)
+	for _, sec := range rewardbench.Sections {
+		v := s.Sections[sec.Name]
+		note := ""
+		if slices.Contains(s.Missing, sec.Name) {
+			note = " (no subset in the data: 0, as the official code scores it)"
+		}
+		fmt.Fprintf(&b, "| %s | %.2f%s |\n", sec.Name, 100*v, note)
+	}
+	if s.PriorSets != nil {
+		fmt.Fprintf(&b, "| Prior Sets (0.5 weight) | %.2f |\n", 100**s.PriorSets)
+	}
+	fmt.Fprintf(&b, "| **overall** | **%.2f** |\n", 100*s.Overall)
+	if len(s.Missing) > 0 {
+		fmt.Fprintf(&b, "\nSections missing from the data: %s. The overall score counts them as 0, as the leaderboard would; over the sections present it is %.2f, a figure for this partial run only.\n",
+			strings.Join(s.Missing, ", "), 100*s.OverallPresent)
+	}
+	fmt.Fprintf(&b, "\n| subset | correct | total | accuracy |\n| --- | --- | --- | --- |\n")
+	names := make([]string, 0, len(s.Subsets))
+	for n := range s.Subsets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ss := s.Subsets[n]
+		fmt.Fprintf(&b, "| %s | %d | %d | %.4f |\n", n, ss.Correct, ss.Total, ss.Accuracy)
+	}
+	if len(s.Other) > 0 {
+		fmt.Fprintf(&b, "\nSubsets outside RewardBench's sections and prior sets, in no section: %s\n", strings.Join(s.Other, ", "))
+	}
+	if r.cutOff > 0 {
+		fmt.Fprintf(&b, "\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
+	}
+	if r.skipped.Skipped > 0 {
+		fmt.Fprintf(&b, "\n%s.\n", r.skipped.Summary())
+	}
+	return b.String()
 }
 
 // PairsReport is `prism eval pairs`' result.
@@ -286,55 +302,74 @@ type PairsReport struct {
 	Input           inputReport `json:"input"`
 }
 
+// evalPairsOptions are `prism eval pairs`' flags.
+type evalPairsOptions struct {
+	evalOptions
+	seed uint64
+}
+
 func newEvalPairsCmd(g *globals) *cobra.Command {
-	f := &evalFlags{g: g}
-	var seed uint64
+	var o evalPairsOptions
 	cmd := &cobra.Command{
 		Use:   "pairs --model DIR --data F",
 		Short: "Accuracy, margin and reward statistics on any preference file, plus the prompt-swap probe",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := f.loadAndScore()
-			if err != nil {
-				return err
-			}
-			defer r.m.Drop()
-			m, pairs := r.m, r.pairs
-			rep := &PairsReport{Metrics: analysis.PairMetrics(r.chosen, r.rejected), Input: f.input(r)}
-			if len(pairs) > 1 {
-				rng := rand.New(rand.NewPCG(seed, 0x5a9))
-				swapped := make([]data.Pair, len(pairs))
-				for i, p := range pairs {
-					j := rng.IntN(len(pairs) - 1)
-					if j >= i {
-						j++
-					}
-					swapped[i] = data.Pair{Prompt: pairs[j].Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
-				}
-				sc, sr, err := analysis.ScorePairs(analysis.ModelScorer(m, f.batch), swapped)
-				if err != nil {
-					return err
-				}
-				rep.SwappedAccuracy = analysis.PairMetrics(sc, sr).Accuracy
-			}
-			ev := rep.Metrics
-			md := fmt.Sprintf("| pairs | accuracy | accuracy, prompts swapped | mean margin | loss | reward mean | reward std |\n| --- | --- | --- | --- | --- | --- | --- |\n| %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n",
-				ev.Pairs, ev.Accuracy, rep.SwappedAccuracy, ev.Margin, ev.Loss, ev.RewardMean, ev.RewardStd)
-			if r.cutOff > 0 {
-				md += fmt.Sprintf("\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
-			}
-			if r.skipped.Skipped > 0 {
-				md += fmt.Sprintf("\n%s.\n", r.skipped.Summary())
-			}
-			fmt.Fprint(cmd.OutOrStdout(), md)
-			lines, err := perExample(r)
-			if err != nil {
-				return err
-			}
-			return writeResults(f.out, rep, md, lines)
+			return runEvalPairs(g, o, cmd.OutOrStdout())
 		},
 	}
-	f.register(cmd, "pairs: Parquet, JSON or JSON Lines (text or token ids); repeatable")
-	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the prompt swap")
+	o.register(cmd, "pairs: Parquet, JSON or JSON Lines (text or token ids); repeatable")
+	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the prompt swap")
 	return cmd
+}
+
+// runEvalPairs is `prism eval pairs`.
+func runEvalPairs(g *globals, o evalPairsOptions, stdout io.Writer) error {
+	r, err := o.loadAndScore(g)
+	if err != nil {
+		return err
+	}
+	defer r.m.Drop()
+	rep := &PairsReport{Metrics: analysis.PairMetrics(r.chosen, r.rejected), Input: o.input(r)}
+	if len(r.pairs) > 1 {
+		if rep.SwappedAccuracy, err = o.swappedAccuracy(r); err != nil {
+			return err
+		}
+	}
+	ev := rep.Metrics
+	md := fmt.Sprintf("| pairs | accuracy | accuracy, prompts swapped | mean margin | loss | reward mean | reward std |\n| --- | --- | --- | --- | --- | --- | --- |\n| %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n",
+		ev.Pairs, ev.Accuracy, rep.SwappedAccuracy, ev.Margin, ev.Loss, ev.RewardMean, ev.RewardStd)
+	if r.cutOff > 0 {
+		md += fmt.Sprintf("\n%d pairs were truncated to their first %d tokens.\n", r.cutOff, r.maxLength)
+	}
+	if r.skipped.Skipped > 0 {
+		md += fmt.Sprintf("\n%s.\n", r.skipped.Summary())
+	}
+	fmt.Fprint(stdout, md)
+	lines, err := perExample(r)
+	if err != nil {
+		return err
+	}
+	return writeResults(o.out, rep, md, lines)
+}
+
+// swappedAccuracy scores every pair under another pair's prompt, drawn
+// with --seed, and returns the accuracy (PairsReport.SwappedAccuracy). It
+// needs at least two pairs.
+func (o *evalPairsOptions) swappedAccuracy(r *evalRun) (float64, error) {
+	pairs := r.pairs
+	rng := rand.New(rand.NewPCG(o.seed, 0x5a9))
+	swapped := make([]data.Pair, len(pairs))
+	for i, p := range pairs {
+		j := rng.IntN(len(pairs) - 1)
+		if j >= i {
+			j++
+		}
+		swapped[i] = data.Pair{Prompt: pairs[j].Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
+	}
+	sc, sr, err := analysis.ScorePairs(analysis.ModelScorer(r.m, o.batch), swapped)
+	if err != nil {
+		return 0, err
+	}
+	return analysis.PairMetrics(sc, sr).Accuracy, nil
 }

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -20,13 +22,16 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// launchOptions are `prism launch`'s flags.
+type launchOptions struct {
+	nproc int
+	addr  string
+	port  int
+	grace time.Duration
+}
+
 func newLaunchCmd(g *globals) *cobra.Command {
-	var (
-		nproc int
-		addr  string
-		port  int
-		grace time.Duration
-	)
+	var o launchOptions
 	cmd := &cobra.Command{
 		Use:   "launch --nproc N -- train [flags]",
 		Short: "Run a data-parallel job on this machine: N ranks of a prism command",
@@ -46,28 +51,33 @@ Across machines, use torchrun (--no-python), Slurm or Kubernetes to set the
 same variables; see the README.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exe, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("finding the prism executable: %w", err)
-			}
-			threads := 0
-			if cmd.Flags().Changed("threads") {
-				threads = g.threads
-			}
-			err = launch.Run(cmd.Context(), launch.Options{
-				NProc: nproc, Command: exe, Args: args, MasterAddr: addr, MasterPort: port,
-				Threads: threads, Grace: grace, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
-			})
-			var re *launch.RankError
-			if errors.As(err, &re) {
-				return &exitError{code: re.ExitCode(), err: fmt.Errorf("launch: %w", err)}
-			}
-			return err
+			return runLaunch(cmd.Context(), g, o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().IntVar(&nproc, "nproc", 1, "number of ranks")
-	cmd.Flags().StringVar(&addr, "master-addr", "127.0.0.1", "address rank 0 listens on for the rendezvous")
-	cmd.Flags().IntVar(&port, "master-port", 0, "rendezvous port (0: a free one)")
-	cmd.Flags().DurationVar(&grace, "grace", 2*time.Minute, "after a rank fails or an interrupt, how long the others get to exit before they are killed")
+	cmd.Flags().IntVar(&o.nproc, "nproc", 1, "number of ranks")
+	cmd.Flags().StringVar(&o.addr, "master-addr", "127.0.0.1", "address rank 0 listens on for the rendezvous")
+	cmd.Flags().IntVar(&o.port, "master-port", 0, "rendezvous port (0: a free one)")
+	cmd.Flags().DurationVar(&o.grace, "grace", 2*time.Minute, "after a rank fails or an interrupt, how long the others get to exit before they are killed")
 	return cmd
+}
+
+// runLaunch is `prism launch`: args are the prism command each rank runs.
+func runLaunch(ctx context.Context, g *globals, o launchOptions, args []string, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the prism executable: %w", err)
+	}
+	threads := 0
+	if g.threadsSet {
+		threads = g.threads
+	}
+	err = launch.Run(ctx, launch.Options{
+		NProc: o.nproc, Command: exe, Args: args, MasterAddr: o.addr, MasterPort: o.port,
+		Threads: threads, Grace: o.grace, Stdout: stdout, Stderr: stderr,
+	})
+	var re *launch.RankError
+	if errors.As(err, &re) {
+		return &exitError{code: re.ExitCode(), err: fmt.Errorf("launch: %w", err)}
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -19,13 +20,16 @@ import (
 	"prism/models"
 )
 
+// scoreOptions are `prism score`'s flags.
+type scoreOptions struct {
+	model, input, output, tokenizer string
+	batch                           int
+	length                          lengthFlags
+	template                        templateFlags
+}
+
 func newScoreCmd(g *globals) *cobra.Command {
-	var (
-		modelDir, input, output, tokDir string
-		batch                           int
-		length                          lengthFlags
-		template                        templateFlags
-	)
+	var o scoreOptions
 	cmd := &cobra.Command{
 		Use:   "score --model DIR --input F.jsonl [--output F.jsonl]",
 		Short: "Score sequences or conversations with a reward model",
@@ -39,84 +43,108 @@ are truncated to their first tokens, with a warning, or refused with
 --over-length refuse.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if modelDir == "" || input == "" {
-				return errors.New("--model and --input are required")
-			}
-			if batch < 1 {
-				return fmt.Errorf("--batch-size %d: want at least 1", batch)
-			}
-			tok := tokDir
-			if tok == "" {
-				tok = modelDir
-			}
-			var encoder *encode.Encoder
-			enc := func() (*encode.Encoder, error) {
-				if encoder == nil {
-					var err error
-					if encoder, err = encode.LoadWith(tok, template.options()); err != nil {
-						return nil, fmt.Errorf("text rows need a tokenizer (--tokenizer): %w", err)
-					}
-				}
-				return encoder, nil
-			}
-			rows, lines, err := readScoreRows(input, enc)
-			if err != nil {
-				return err
-			}
-			m, _, err := models.LoadWith(modelDir, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
-			if err != nil {
-				return err
-			}
-			defer m.Drop()
-			for i, r := range rows {
-				for _, id := range r {
-					if id < 0 || id >= int64(m.Config.VocabSize) {
-						return fmt.Errorf("%s:%d: token id %d is outside the model's vocabulary (%d)", input, lines[i], id, m.Config.VocabSize)
-					}
-				}
-			}
-			limit, err := length.limit(g, m)
-			if err != nil {
-				return err
-			}
-			cut := 0
-			for i, r := range rows {
-				if len(r) <= limit {
-					continue
-				}
-				if length.policy == overRefuse {
-					return fmt.Errorf("%s:%d: %d tokens, over the limit of %d (--max-length, capped at the model's max_position_embeddings); pass --over-length truncate to score the first %d", input, lines[i], len(r), limit, limit)
-				}
-				rows[i] = r[:limit]
-				cut++
-			}
-			if cut > 0 {
-				g.logger.Warn("truncated rows to the length limit (their first tokens are scored)", "file", input, "rows", cut, "max_length", limit)
-			}
-			rewards, err := m.Score(rows, batch)
-			if err != nil {
-				return err
-			}
-			var buf bytes.Buffer
-			for _, r := range rewards {
-				b, _ := json.Marshal(map[string]float64{"reward": r})
-				buf.Write(append(b, '\n'))
-			}
-			if output == "" {
-				_, err := cmd.OutOrStdout().Write(buf.Bytes())
-				return err
-			}
-			return fsutil.WriteFileAtomic(output, buf.Bytes())
+			return runScore(g, o, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&modelDir, "model", "", "reward model folder (Hugging Face format)")
-	cmd.Flags().StringVar(&input, "input", "", `JSON Lines of {"input_ids": [...]}, {"prompt", "response"} or {"messages"}`)
-	cmd.Flags().StringVar(&tokDir, "tokenizer", "", "tokenizer folder for text rows (default: --model)")
-	cmd.Flags().StringVar(&output, "output", "", "output JSON Lines (default: stdout)")
-	cmd.Flags().IntVar(&batch, "batch-size", 32, "sequences per forward pass")
-	length.register(cmd, overTruncate, "")
-	template.register(cmd)
+	cmd.Flags().StringVar(&o.model, "model", "", "reward model folder (Hugging Face format)")
+	cmd.Flags().StringVar(&o.input, "input", "", `JSON Lines of {"input_ids": [...]}, {"prompt", "response"} or {"messages"}`)
+	cmd.Flags().StringVar(&o.tokenizer, "tokenizer", "", "tokenizer folder for text rows (default: --model)")
+	cmd.Flags().StringVar(&o.output, "output", "", "output JSON Lines (default: stdout)")
+	cmd.Flags().IntVar(&o.batch, "batch-size", 32, "sequences per forward pass")
+	o.length.register(cmd, overTruncate, "")
+	o.template.register(cmd)
 	return cmd
+}
+
+// runScore is `prism score`.
+func runScore(g *globals, o scoreOptions, stdout io.Writer) error {
+	if o.model == "" || o.input == "" {
+		return errors.New("--model and --input are required")
+	}
+	if o.batch < 1 {
+		return fmt.Errorf("--batch-size %d: want at least 1", o.batch)
+	}
+	rows, lines, err := readScoreRows(o.input, o.encoder())
+	if err != nil {
+		return err
+	}
+	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	for i, r := range rows {
+		for _, id := range r {
+			if id < 0 || id >= int64(m.Config.VocabSize) {
+				return fmt.Errorf("%s:%d: token id %d is outside the model's vocabulary (%d)", o.input, lines[i], id, m.Config.VocabSize)
+			}
+		}
+	}
+	limit, err := o.length.limit(g, m)
+	if err != nil {
+		return err
+	}
+	if err := o.fit(g, rows, lines, limit); err != nil {
+		return err
+	}
+	rewards, err := m.Score(rows, o.batch)
+	if err != nil {
+		return err
+	}
+	return o.write(stdout, rewards)
+}
+
+// encoder returns the loader of the tokenizer for text rows: it loads on
+// first use, so token-id input needs no tokenizer.
+func (o *scoreOptions) encoder() func() (*encode.Encoder, error) {
+	tok := o.tokenizer
+	if tok == "" {
+		tok = o.model
+	}
+	var encoder *encode.Encoder
+	return func() (*encode.Encoder, error) {
+		if encoder == nil {
+			var err error
+			if encoder, err = encode.LoadWith(tok, o.template.options()); err != nil {
+				return nil, fmt.Errorf("text rows need a tokenizer (--tokenizer): %w", err)
+			}
+		}
+		return encoder, nil
+	}
+}
+
+// fit applies the length limit to the rows in place: longer rows are cut
+// to their first tokens, with a warning, or refused.
+func (o *scoreOptions) fit(g *globals, rows [][]int64, lines []int, limit int) error {
+	cut := 0
+	for i, r := range rows {
+		if len(r) <= limit {
+			continue
+		}
+		if o.length.policy == overRefuse {
+			return fmt.Errorf("%s:%d: %d tokens, over the limit of %d (--max-length, capped at the model's max_position_embeddings); pass --over-length truncate to score the first %d", o.input, lines[i], len(r), limit, limit)
+		}
+		rows[i] = r[:limit]
+		cut++
+	}
+	if cut > 0 {
+		g.logger.Warn("truncated rows to the length limit (their first tokens are scored)", "file", o.input, "rows", cut, "max_length", limit)
+	}
+	return nil
+}
+
+// write writes one {"reward": x} line per row to --output or stdout.
+func (o *scoreOptions) write(stdout io.Writer, rewards []float64) error {
+	var buf bytes.Buffer
+	for _, r := range rewards {
+		b, _ := json.Marshal(map[string]float64{"reward": r})
+		buf.Write(append(b, '\n'))
+	}
+	if o.output == "" {
+		_, err := stdout.Write(buf.Bytes())
+		return err
+	}
+	return fsutil.WriteFileAtomic(o.output, buf.Bytes())
 }
 
 // readScoreRows reads rows {"input_ids": [...]}, {"prompt": ..., "response":
@@ -149,6 +177,7 @@ func readScoreRows(path string, enc func() (*encode.Encoder, error)) ([][]int64,
 	return rows, lines, nil
 }
 
+// scoreRow reads one row's token ids, rendering and tokenising text.
 func scoreRow(raw []byte, enc func() (*encode.Encoder, error)) ([]int64, error) {
 	if !utf8.Valid(raw) {
 		return nil, errors.New("not valid UTF-8")

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -19,7 +21,7 @@ import (
 
 // joinFromEnv joins the process group that torchrun's variables describe
 // (nil for a single process).
-func joinFromEnv(cmd *cobra.Command, g *globals, cfg *configs.Config) (*dist.Group, error) {
+func joinFromEnv(g *globals, cfg *configs.Config) (*dist.Group, error) {
 	env, ok, err := dist.FromEnv(os.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("distributed launch: %w", err)
@@ -28,7 +30,7 @@ func joinFromEnv(cmd *cobra.Command, g *globals, cfg *configs.Config) (*dist.Gro
 		return nil, nil
 	}
 	// Ranks sharing a machine share its cores unless told otherwise.
-	if !cmd.Flags().Changed("threads") && cfg.Run.Threads == 0 && os.Getenv("PRISM_THREADS") == "" {
+	if !g.threadsSet && cfg.Run.Threads == 0 && os.Getenv("PRISM_THREADS") == "" {
 		if _, err := torch.Setup(max(1, runtime.NumCPU()/env.LocalWorld)); err != nil {
 			return nil, err
 		}
@@ -49,15 +51,17 @@ func joinFromEnv(cmd *cobra.Command, g *globals, cfg *configs.Config) (*dist.Gro
 	})
 }
 
+// trainOptions are `prism train`'s flags.
+type trainOptions struct {
+	config, resume string
+	sets           []string
+	dryRun         bool
+	memoryGiB      float64
+	ignoreMemory   bool
+}
+
 func newTrainCmd(g *globals) *cobra.Command {
-	var (
-		cfgPath      string
-		resume       string
-		sets         []string
-		dryRun       bool
-		memGiB       float64
-		ignoreMemory bool
-	)
+	var o trainOptions
 	cmd := &cobra.Command{
 		Use:   "train [--config F.yaml]",
 		Short: "Train a reward model from an experiment file",
@@ -72,83 +76,96 @@ On SIGINT or SIGTERM the current step finishes, a checkpoint is written and
 prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.loadConfig(cmd, cfgPath, sets)
-			if err != nil {
-				return err
-			}
-			plan, err := trainer.MakePlan(cfg)
-			if err != nil && dryRun {
-				return err
-			}
-			if err == nil && memGiB > 0 {
-				plan.SetDevice("a device given by --memory-gib", int64(memGiB*(1<<30)))
-			}
-			if dryRun {
-				plan.Write(cmd.OutOrStdout())
-				return nil
-			}
-			// A run that cannot fit is refused before anything loads; the
-			// plan only needs config.json, so failing to make it is left
-			// to the run itself to report.
-			if err == nil && !ignoreMemory {
-				if err := plan.CheckMemory(); err != nil {
-					return fmt.Errorf("%w (--ignore-memory-plan runs it anyway)", err)
-				}
-				if m := plan.Memory; m.DeviceBytes > 0 && m.Total() > m.DeviceBytes {
-					g.logger.Warn("the estimated memory of this run exceeds the device's; lower train.micro_batch_size or data.max_length, or set train.gradient_checkpointing",
-						"estimate_gib", float64(m.Total())/(1<<30), "device_gib", float64(m.DeviceBytes)/(1<<30))
-				}
-			}
-			group, err := joinFromEnv(cmd, g, cfg)
-			if err != nil {
-				return err
-			}
-			opt := trainer.Options{
-				Resume:   resume,
-				Progress: cmd.OutOrStdout(),
-				Logger:   g.logger,
-			}
-			if spec := os.Getenv(failpointEnv); spec != "" {
-				steps, err := parseSteps(spec)
-				if err != nil {
-					return fmt.Errorf("%s=%q: %w", failpointEnv, spec, err)
-				}
-				g.logger.Warn("failpoint: these steps are made non-finite on purpose (a crash-test setting)", "env", failpointEnv, "steps", spec)
-				opt.FailNonFinite = func(step int) bool { return steps[step] }
-			}
-			if group != nil {
-				defer group.Close()
-				opt.Comm = group
-			}
-			res, err := trainer.Run(cmd.Context(), cfg, opt)
-			if err != nil {
-				return err
-			}
-			if group != nil && group.Rank() != 0 {
-				return nil // rank 0 reports
-			}
-			out := cmd.OutOrStdout()
-			if res.Interrupted {
-				fmt.Fprintf(out, "interrupted at step %d; checkpoint written under %s/checkpoints; continue with --resume auto\n", res.Steps, cfg.Run.Dir)
-				return nil
-			}
-			fmt.Fprintf(out, "trained %d steps; model saved to %s\n", res.Steps, res.ModelDir)
-			if res.AdapterDir != "" {
-				fmt.Fprintf(out, "LoRA adapters and the score head (PEFT layout) saved to %s; %s has them merged\n", res.AdapterDir, res.ModelDir)
-			}
-			if res.Eval != nil {
-				fmt.Fprintf(out, "held-out: accuracy %.4f  loss %.4f  margin %.4f  (%d pairs)\n", res.Eval.Accuracy, res.Eval.Loss, res.Eval.Margin, res.Eval.Pairs)
-			}
-			return nil
+			return runTrain(cmd.Context(), g, o, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "experiment YAML file (default: the embedded defaults)")
-	cmd.Flags().StringVar(&resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the resolved plan (model shape, parameters, memory, steps, decomposition cost) and exit; needs config.json, not the weights")
-	cmd.Flags().Float64Var(&memGiB, "memory-gib", 0, "check the memory plan against a device of this many GiB (default: this machine's memory)")
-	cmd.Flags().BoolVar(&ignoreMemory, "ignore-memory-plan", false, "start even when weights, gradients and optimizer state exceed the device's memory")
-	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
+	cmd.Flags().StringVar(&o.config, "config", "", "experiment YAML file (default: the embedded defaults)")
+	cmd.Flags().StringVar(&o.resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the resolved plan (model shape, parameters, memory, steps, decomposition cost) and exit; needs config.json, not the weights")
+	cmd.Flags().Float64Var(&o.memoryGiB, "memory-gib", 0, "check the memory plan against a device of this many GiB (default: this machine's memory)")
+	cmd.Flags().BoolVar(&o.ignoreMemory, "ignore-memory-plan", false, "start even when weights, gradients and optimizer state exceed the device's memory")
+	cmd.Flags().StringArrayVar(&o.sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
 	return cmd
+}
+
+// runTrain is `prism train`.
+func runTrain(ctx context.Context, g *globals, o trainOptions, stdout io.Writer) error {
+	cfg, err := g.loadConfig(o.config, o.sets)
+	if err != nil {
+		return err
+	}
+	plan, err := trainer.MakePlan(cfg)
+	if err != nil && o.dryRun {
+		return err
+	}
+	if err == nil && o.memoryGiB > 0 {
+		plan.SetDevice("a device given by --memory-gib", int64(o.memoryGiB*(1<<30)))
+	}
+	if o.dryRun {
+		plan.Write(stdout)
+		return nil
+	}
+	// A run that cannot fit is refused before anything loads; the
+	// plan only needs config.json, so failing to make it is left
+	// to the run itself to report.
+	if err == nil && !o.ignoreMemory {
+		if err := checkMemory(g, plan); err != nil {
+			return err
+		}
+	}
+	group, err := joinFromEnv(g, cfg)
+	if err != nil {
+		return err
+	}
+	opt := trainer.Options{
+		Resume:   o.resume,
+		Progress: stdout,
+		Logger:   g.logger,
+	}
+	if opt.FailNonFinite, err = failpoint(g); err != nil {
+		return err
+	}
+	if group != nil {
+		defer group.Close()
+		opt.Comm = group
+	}
+	res, err := trainer.Run(ctx, cfg, opt)
+	if err != nil {
+		return err
+	}
+	if group != nil && group.Rank() != 0 {
+		return nil // rank 0 reports
+	}
+	printTrainResult(stdout, cfg, res)
+	return nil
+}
+
+// checkMemory refuses a plan whose weights, gradients and optimizer state
+// exceed the device's memory, and warns when the whole estimate does.
+func checkMemory(g *globals, plan *trainer.Plan) error {
+	if err := plan.CheckMemory(); err != nil {
+		return fmt.Errorf("%w (--ignore-memory-plan runs it anyway)", err)
+	}
+	if m := plan.Memory; m.DeviceBytes > 0 && m.Total() > m.DeviceBytes {
+		g.logger.Warn("the estimated memory of this run exceeds the device's; lower train.micro_batch_size or data.max_length, or set train.gradient_checkpointing",
+			"estimate_gib", float64(m.Total())/(1<<30), "device_gib", float64(m.DeviceBytes)/(1<<30))
+	}
+	return nil
+}
+
+// printTrainResult reports a finished or interrupted run.
+func printTrainResult(out io.Writer, cfg *configs.Config, res *trainer.Result) {
+	if res.Interrupted {
+		fmt.Fprintf(out, "interrupted at step %d; checkpoint written under %s/checkpoints; continue with --resume auto\n", res.Steps, cfg.Run.Dir)
+		return
+	}
+	fmt.Fprintf(out, "trained %d steps; model saved to %s\n", res.Steps, res.ModelDir)
+	if res.AdapterDir != "" {
+		fmt.Fprintf(out, "LoRA adapters and the score head (PEFT layout) saved to %s; %s has them merged\n", res.AdapterDir, res.ModelDir)
+	}
+	if res.Eval != nil {
+		fmt.Fprintf(out, "held-out: accuracy %.4f  loss %.4f  margin %.4f  (%d pairs)\n", res.Eval.Accuracy, res.Eval.Loss, res.Eval.Margin, res.Eval.Pairs)
+	}
 }
 
 // failpointEnv makes the listed steps non-finite (comma-separated step
@@ -156,6 +173,22 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 // skip steps resume exactly.
 const failpointEnv = "PRISM_FAILPOINT_NONFINITE_STEPS"
 
+// failpoint reads failpointEnv into trainer.Options.FailNonFinite (nil
+// when it is unset).
+func failpoint(g *globals) (func(step int) bool, error) {
+	spec := os.Getenv(failpointEnv)
+	if spec == "" {
+		return nil, nil
+	}
+	steps, err := parseSteps(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%q: %w", failpointEnv, spec, err)
+	}
+	g.logger.Warn("failpoint: these steps are made non-finite on purpose (a crash-test setting)", "env", failpointEnv, "steps", spec)
+	return func(step int) bool { return steps[step] }, nil
+}
+
+// parseSteps reads failpointEnv's comma-separated step numbers.
 func parseSteps(spec string) (map[int]bool, error) {
 	steps := map[int]bool{}
 	for _, f := range strings.Split(spec, ",") {

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"text/tabwriter"
@@ -21,73 +22,96 @@ type versionReport struct {
 	Torch    torch.Info `json:"libtorch"`
 }
 
+// versionOptions are `prism version`'s flags.
+type versionOptions struct {
+	json bool
+}
+
 func newVersionCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var o versionOptions
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print prism's version and the libtorch it runs on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r := versionReport{
-				Prism:    Version,
-				Commit:   commit(),
-				Go:       runtime.Version(),
-				Platform: runtime.GOOS + "/" + runtime.GOARCH,
-				Torch:    torch.Inspect(),
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
-			}
-			if r.Torch.SlowBLAS {
-				g.logger.Warn("libtorch is using the reference BLAS: matrix products run tens of times slower; install OpenBLAS (make setup does)")
-			}
-			if r.Torch.BLASThreadClash {
-				g.logger.Warn("OpenBLAS runs its own pthreads beside libtorch's OpenMP threads and they fight over the cores; select OpenBLAS's OpenMP variant (make setup does, or: apt-get install libopenblas0-openmp and update-alternatives --set for libblas.so.3, liblapack.so.3 and libopenblas.so.0)")
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			prism := r.Prism
-			if r.Commit != "" {
-				prism += " (" + r.Commit + ")"
-			}
-			fmt.Fprintf(tw, "prism\t%s\n", prism)
-			fmt.Fprintf(tw, "go\t%s %s\n", r.Go, r.Platform)
-			fmt.Fprintf(tw, "libtorch\t%s (%s, %s)\n", r.Torch.LibtorchVersion, r.Torch.LibtorchSource, r.Torch.LibtorchRoot)
-			cuda := "not available"
-			switch {
-			case r.Torch.CUDAAvailable:
-				cuda = fmt.Sprintf("available, %d device(s)", r.Torch.CUDADevices)
-			case r.Torch.CUDABuild:
-				cuda = "not available (CUDA build, no usable device)"
-			default:
-				cuda = "not available (CPU build)"
-			}
-			fmt.Fprintf(tw, "cuda\t%s\n", cuda)
-			blas := r.Torch.BLAS
-			if r.Torch.BLASThreading != "" {
-				blas += "; threads: " + r.Torch.BLASThreading
-				switch {
-				case r.Torch.BLASThreadClash:
-					blas += ", clashing with libtorch's " + r.Torch.ParallelBackend
-				case r.Torch.BLASThreading == r.Torch.ParallelBackend:
-					blas += ", as libtorch's"
-				}
-			}
-			fmt.Fprintf(tw, "blas\t%s\n", blas)
-			fmt.Fprintf(tw, "threads\t%d intra-op, %d inter-op\n", r.Torch.Threads, r.Torch.InteropThreads)
-			fmt.Fprintf(tw, "gotch\t%d of %d generated functions disabled for this libtorch\n", r.Torch.Disabled, r.Torch.Generated)
-			if r.Torch.Dist != "" {
-				fmt.Fprintf(tw, "distributed\t%s\n", r.Torch.Dist)
-			} else {
-				fmt.Fprintf(tw, "distributed\tnot available: %s\n", r.Torch.DistNote)
-			}
-			return tw.Flush()
+			return runVersion(g, o, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON")
 	return cmd
+}
+
+// runVersion is `prism version`.
+func runVersion(g *globals, o versionOptions, stdout io.Writer) error {
+	r := versionReport{
+		Prism:    Version,
+		Commit:   commit(),
+		Go:       runtime.Version(),
+		Platform: runtime.GOOS + "/" + runtime.GOARCH,
+		Torch:    torch.Inspect(),
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	if r.Torch.SlowBLAS {
+		g.logger.Warn("libtorch is using the reference BLAS: matrix products run tens of times slower; install OpenBLAS (make setup does)")
+	}
+	if r.Torch.BLASThreadClash {
+		g.logger.Warn("OpenBLAS runs its own pthreads beside libtorch's OpenMP threads and they fight over the cores; select OpenBLAS's OpenMP variant (make setup does, or: apt-get install libopenblas0-openmp and update-alternatives --set for libblas.so.3, liblapack.so.3 and libopenblas.so.0)")
+	}
+	return r.write(stdout)
+}
+
+// write prints the report as a table.
+func (r versionReport) write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	prism := r.Prism
+	if r.Commit != "" {
+		prism += " (" + r.Commit + ")"
+	}
+	fmt.Fprintf(tw, "prism\t%s\n", prism)
+	fmt.Fprintf(tw, "go\t%s %s\n", r.Go, r.Platform)
+	fmt.Fprintf(tw, "libtorch\t%s (%s, %s)\n", r.Torch.LibtorchVersion, r.Torch.LibtorchSource, r.Torch.LibtorchRoot)
+	fmt.Fprintf(tw, "cuda\t%s\n", r.cuda())
+	fmt.Fprintf(tw, "blas\t%s\n", r.blas())
+	fmt.Fprintf(tw, "threads\t%d intra-op, %d inter-op\n", r.Torch.Threads, r.Torch.InteropThreads)
+	fmt.Fprintf(tw, "gotch\t%d of %d generated functions disabled for this libtorch\n", r.Torch.Disabled, r.Torch.Generated)
+	if r.Torch.Dist != "" {
+		fmt.Fprintf(tw, "distributed\t%s\n", r.Torch.Dist)
+	} else {
+		fmt.Fprintf(tw, "distributed\tnot available: %s\n", r.Torch.DistNote)
+	}
+	return tw.Flush()
+}
+
+// cuda is the report's cuda line.
+func (r versionReport) cuda() string {
+	switch {
+	case r.Torch.CUDAAvailable:
+		return fmt.Sprintf("available, %d device(s)", r.Torch.CUDADevices)
+	case r.Torch.CUDABuild:
+		return "not available (CUDA build, no usable device)"
+	default:
+		return "not available (CPU build)"
+	}
+}
+
+// blas is the report's blas line: the library, its threading, and how
+// that sits with libtorch's.
+func (r versionReport) blas() string {
+	blas := r.Torch.BLAS
+	if r.Torch.BLASThreading != "" {
+		blas += "; threads: " + r.Torch.BLASThreading
+		switch {
+		case r.Torch.BLASThreadClash:
+			blas += ", clashing with libtorch's " + r.Torch.ParallelBackend
+		case r.Torch.BLASThreading == r.Torch.ParallelBackend:
+			blas += ", as libtorch's"
+		}
+	}
+	return blas
 }
 
 // commit returns the VCS revision the binary was built from, if recorded.
