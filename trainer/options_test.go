@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,5 +158,25 @@ func TestPolicyWeightedDecomposition(t *testing.T) {
 	cfg.Run.Dir = filepath.Join(dir, "run2")
 	if _, err := Run(context.Background(), cfg, Options{}); err == nil || !strings.Contains(err.Error(), "policy_model") {
 		t.Errorf("missing policy model: %v", err)
+	}
+}
+
+// TestEveryNSteps: a hook scheduled every N steps runs after steps N, 2N,
+// ..., and never for N <= 0.
+func TestEveryNSteps(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		want []int
+	}{{3, []int{3, 6, 9}}, {1, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}, {0, nil}, {-2, nil}, {11, nil}} {
+		var got []int
+		h := EveryNSteps(tt.n, func(s StepInfo) error { got = append(got, s.Step); return nil })
+		for step := 1; step <= 10; step++ {
+			if err := h(StepInfo{Step: step}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("every %d steps ran after %v, want %v", tt.n, got, tt.want)
+		}
 	}
 }

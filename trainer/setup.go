@@ -235,6 +235,6 @@ func (r *run) start() error {
 	for _, p := range r.trained {
 		trainedN += p.Numel()
 	}
-	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "ranks", r.world())
+	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "ranks", r.world())
 	return nil
 }

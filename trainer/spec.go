@@ -16,7 +16,10 @@ type spec struct {
 	cfg    *configs.Config
 	model  *models.Config
 	source configs.Source
+	// device and dtype are where and in what the run's tensors live:
+	// decided here, once, and passed down.
 	device torch.Device
+	dtype  torch.DType
 }
 
 // resolve reads the model's config (a preset, or model.path's
@@ -37,6 +40,9 @@ func resolve(cfg *configs.Config) (*spec, error) {
 	}
 	if sp.device, err = torch.ResolveDevice(cfg.Run.Device); err != nil {
 		return nil, fmt.Errorf("run.device: %w", err)
+	}
+	if sp.dtype, err = torch.ResolveDType(cfg.Model.DType); err != nil {
+		return nil, fmt.Errorf("model.dtype: %w", err)
 	}
 	return sp, nil
 }

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"prism/data"
+	"prism/data/encode"
+	"prism/models"
 )
 
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -181,5 +185,49 @@ func TestDecomposeCommand(t *testing.T) {
 	_, _, err = run(t, "decompose", "--model", filepath.Join(runDir, "model"), "--data", pairs, "--samples", "2", "--out", out, "--max-length", "5")
 	if err == nil || !strings.Contains(err.Error(), "longest prompt (2 tokens) with the longest response (4)") {
 		t.Errorf("a pool longer than --max-length: %v", err)
+	}
+}
+
+// TestDecomposeReadsText: prism decompose reads text pairs through the
+// same loader as eval and score, and estimates exactly what it estimates
+// for the same pairs given as token ids.
+func TestDecomposeReadsText(t *testing.T) {
+	good := filepath.Join("..", "..", "testdata", "bad", "good")
+	model, tok, text := filepath.Join(good, "model"), filepath.Join(good, "tok"), filepath.Join(good, "text.jsonl")
+	cfg, err := models.LoadConfig(filepath.Join(model, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs, _, err := encode.ReadFile(text, tok, cfg.VocabSize, data.ReadOptions{}, encode.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ids := filepath.Join(dir, "ids.jsonl")
+	var sb strings.Builder
+	for _, p := range pairs {
+		b, _ := json.Marshal(map[string][]int64{"prompt_ids": p.Prompt, "chosen_ids": p.Chosen, "rejected_ids": p.Rejected})
+		sb.Write(append(b, '\n'))
+	}
+	if err := os.WriteFile(ids, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]string{}
+	for name, args := range map[string][]string{"text": {"--data", text, "--tokenizer", tok}, "ids": {"--data", ids}} {
+		out := filepath.Join(dir, name)
+		if _, _, err := run(t, append([]string{"decompose", "--model", model, "--samples", "2", "--out", out}, args...)...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "decomposition.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables[name] = string(b)
+	}
+	if n := strings.Count(tables["text"], "\n"); n != len(pairs)+1 {
+		t.Errorf("text table has %d lines for %d pairs", n, len(pairs))
+	}
+	if tables["text"] != tables["ids"] {
+		t.Errorf("text and token ids of the same pairs decompose differently:\n%s\nvs\n%s", tables["text"], tables["ids"])
 	}
 }

@@ -23,3 +23,17 @@ func ResolveDevice(name string) (Device, error) {
 // DefaultDevice is the device of commands that take no run.device
 // (score, eval, decompose).
 func DefaultDevice() Device { return gotch.CPU }
+
+// DType is a tensor element type.
+type DType = gotch.DType
+
+// ResolveDType turns a model.dtype value into the dtype weights are kept
+// in. Prism trains in float32 today; "float32" is the only value configs
+// accepts.
+func ResolveDType(name string) (DType, error) {
+	switch name {
+	case "", "float32":
+		return gotch.Float, nil
+	}
+	return gotch.Float, fmt.Errorf("dtype %q is not supported (prism trains in float32)", name)
+}
