@@ -105,27 +105,15 @@ func runRanks(t *testing.T, cfg string, world int, action string, resume bool) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmds := make([]*exec.Cmd, world)
-	outs := make([]*bytes.Buffer, world)
-	for rank := range world {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=dist", childCfg+"="+cfg,
-			fmt.Sprintf("%s=%d,%d,%d,%s", distSpec, rank, world, port, action))
+	errs, texts, err := launch.RunTestRanks(world, func(rank int) []string {
+		env := []string{childEnv + "=dist", childCfg + "=" + cfg, fmt.Sprintf("%s=%d,%d,%d,%s", distSpec, rank, world, port, action)}
 		if resume {
-			cmd.Env = append(cmd.Env, childEnv+"_RESUME=1")
+			env = append(env, childEnv+"_RESUME=1")
 		}
-		outs[rank] = &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = outs[rank], outs[rank]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds[rank] = cmd
-	}
-	errs := make([]error, world)
-	texts := make([]string, world)
-	for rank, cmd := range cmds {
-		errs[rank] = cmd.Wait()
-		texts[rank] = outs[rank].String()
+		return env
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return errs, texts
 }

@@ -224,23 +224,11 @@ func freePort(t *testing.T) int {
 func spawn(t *testing.T, mode string, world int) ([]error, []string) {
 	t.Helper()
 	port := freePort(t)
-	cmds := make([]*exec.Cmd, world)
-	outs := make([]*bytes.Buffer, world)
-	for rank := range world {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d,%d", childEnv, mode, rank, world, port), "PRISM_THREADS=1")
-		outs[rank] = &bytes.Buffer{}
-		cmd.Stderr = outs[rank]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds[rank] = cmd
-	}
-	errs := make([]error, world)
-	texts := make([]string, world)
-	for rank, cmd := range cmds {
-		errs[rank] = cmd.Wait()
-		texts[rank] = outs[rank].String()
+	errs, texts, err := launch.RunTestRanks(world, func(rank int) []string {
+		return []string{fmt.Sprintf("%s=%s,%d,%d,%d", childEnv, mode, rank, world, port), "PRISM_THREADS=1"}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return errs, texts
 }
