@@ -230,7 +230,6 @@ func TestEpochOrder(t *testing.T) {
 	}
 }
 
-
 // TestPrioritySampler runs two recomputes over a fake estimator and checks
 // what a reader of the paper expects: each phase trains on the pairs with
 // the smallest Δr2 of its pool, only on them, in epochs; a sampler
