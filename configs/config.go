@@ -78,6 +78,10 @@ type Model struct {
 	Preset string `mapstructure:"preset" yaml:"preset"`
 	Path   string `mapstructure:"path" yaml:"path"`
 	DType  string `mapstructure:"dtype" yaml:"dtype"`
+	// Attention is auto, sdpa or eager (models.ResolveAttention).
+	Attention string `mapstructure:"attention" yaml:"attention"`
+	// Precision is fp32 or bf16 (mixed: float32 master weights).
+	Precision string `mapstructure:"precision" yaml:"precision"`
 	// AllowPickle reads pytorch_model.bin weights with the restricted
 	// reader when model.path has no safetensors.
 	AllowPickle bool `mapstructure:"allow_pickle" yaml:"allow_pickle"`

@@ -18,6 +18,7 @@ var freeSections = []string{"run", "eval", "checkpoint", "distributed"}
 // they change speed, memory or the remaining optimisation, not which
 // model, data or selection the run is.
 var resumable = []string{
+	"model.attention",
 	"train.learning_rate",
 	"train.min_lr_ratio",
 	"train.max_grad_norm",

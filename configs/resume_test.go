@@ -111,7 +111,7 @@ func TestResumeError(t *testing.T) {
 	changes := []Change{{"data.train", "a.jsonl", "b.jsonl"}, {"train.batch_size", "8", "16"}}
 	err := ResumeError(changes)
 	want := "the checkpoint was made with a different configuration: data.train: a.jsonl → b.jsonl; train.batch_size: 8 → 16 " +
-		"(these keys must match to resume; run.*, eval.*, checkpoint.*, distributed.* and train.learning_rate, "
+		"(these keys must match to resume; run.*, eval.*, checkpoint.*, distributed.* and model.attention, train.learning_rate, "
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("err = %v\nwant it to start %q", err, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 )
 
@@ -17,6 +18,9 @@ func (e *FieldError) Error() string { return e.Key + ": " + e.Problem }
 
 // Validate checks every value for range and consistency. It reports the
 // first problem found, naming the key.
+// deviceRE is what run.device accepts.
+var deviceRE = regexp.MustCompile(`^(auto|cpu|cuda|cuda:[0-9]+)$`)
+
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -59,7 +63,9 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.Run.Dir) == "" {
 		bad("run.dir", "must name a folder")
 	}
-	oneOf("run.device", c.Run.Device, "cpu")
+	if d := c.Run.Device; !deviceRE.MatchString(d) {
+		bad("run.device", "must be auto, cpu, cuda or cuda:N, got %q", d)
+	}
 	nonNegative("run.threads", c.Run.Threads)
 	positive("run.log_every", c.Run.LogEvery)
 
@@ -70,6 +76,8 @@ func (c *Config) Validate() error {
 		bad("model.path", "set model.preset or model.path, not both (preset is %q)", c.Model.Preset)
 	}
 	oneOf("model.dtype", c.Model.DType, "float32")
+	oneOf("model.attention", c.Model.Attention, "auto", "sdpa", "eager")
+	oneOf("model.precision", c.Model.Precision, "fp32", "bf16")
 
 	if strings.TrimSpace(c.Data.Train) == "" {
 		bad("data.train", "must name a file, \"synthetic\" or \"toy:NAME\"")

@@ -77,6 +77,10 @@ func (lm *CausalLM) Drop() {
 	lm.decoder.Drop()
 }
 
+// SetAttention chooses how the model computes attention (eager by
+// default).
+func (lm *CausalLM) SetAttention(a Attention) error { return lm.decoder.SetAttention(a) }
+
 // Config is the model's configuration.
 func (lm *CausalLM) Config() *Config { return lm.decoder.Config }
 
@@ -128,13 +132,10 @@ func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, er
 	defer s.Release()
 	defer torch.Catch(&err, "policy log-likelihood")
 	h, _ := lm.decoder.hidden(s, b, false)
-	logits := s.T(ts.Linear(h, lm.lmHead, ts.None))
+	logits := s.T(ts.Linear(h, lm.decoder.c(s, lm.lmHead), ts.None))
 	logp := s.T(logits.LogSoftmax(-1, gotch.Float, false))
-	tgt := s.T(ts.OfDataSize(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64))
-	w := s.T(ts.OfDataSize(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float))
-	if dev := lm.decoder.device; dev != gotch.CPU {
-		tgt, w = s.T(tgt.To(dev, false)), s.T(w.To(dev, false))
-	}
+	tgt := s.T(onDevice(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64, lm.decoder.device))
+	w := s.T(onDevice(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float, lm.decoder.device))
 	picked := s.T(s.T(logp.Gather(-1, tgt, false, false)).SqueezeDim(-1, false))
 	ll := s.T(s.T(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
 	return Float64s(ll)

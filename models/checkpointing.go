@@ -47,7 +47,7 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 	// inputs[i] is block i's input; inputs[0] the embeddings.
 	inputs := make([]*ts.Tensor, L)
 	withoutGrad(func() {
-		h := s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		h := m.c(s, s.T(ts.Embedding(m.embed, tb.ids, -1, false, false)))
 		for i := 0; i < L-1; i++ {
 			inputs[i] = h
 			bs := &torch.Scope{}
@@ -68,8 +68,8 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 		h := m.lastBlock(hs, m.blocks[L-1], x, tb)
 		h = m.rmsNorm(hs, h, m.norm)
 		B, D := tb.B, int64(m.Config.HiddenSize)
-		r := hs.T(ts.Linear(hs.T(h.View([]int64{B, D}, false)), m.score, ts.None))
-		rewards := hs.T(r.View([]int64{B}, false))
+		r := hs.T(ts.Linear(hs.T(h.View([]int64{B, D}, false)), m.c(hs, m.score), ts.None))
+		rewards := m.f32(hs, hs.T(r.View([]int64{B}, false)))
 		l, err := loss(rewards)
 		torch.Check(err)
 		torch.Check(l.Backward())
@@ -87,7 +87,7 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 		g = s.T(x.Grad(false))
 	}
 	if m.embed.MustRequiresGrad() {
-		e := s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))
+		e := m.c(s, s.T(ts.Embedding(m.embed, tb.ids, -1, false, false)))
 		torch.Check(s.T(s.T(e.Mul(g, false)).Sum(gotch.Float, false)).Backward())
 	}
 	return nil

@@ -129,7 +129,7 @@ func LoadWith(dir string, device gotch.Device, rng *rand.Rand, opt LoadOptions) 
 	}
 	if _, ok := weights["score.weight"]; !ok {
 		shape, _ := c.ParamShape("score.weight")
-		t, err := ts.OfDataSize(Float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float)
+		t, err := onDevice(Float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float, device)
 		if err != nil {
 			return fail(err)
 		}
@@ -231,14 +231,11 @@ func tensorFromRaw(ti safetensors.TensorInfo, raw []byte, device gotch.Device) (
 	default:
 		return nil, fmt.Errorf("dtype %s is not a floating-point weight", ti.DType)
 	}
-	t, err := ts.OfDataSize(raw, ti.Shape, dt)
-	if err != nil {
-		return nil, err
+	t, err := onDevice(raw, ti.Shape, dt, device)
+	if err != nil || dt == gotch.Float {
+		return t, err
 	}
-	if dt == gotch.Float && device == gotch.CPU {
-		return t, nil
-	}
-	out, err := t.ToDevice(device, gotch.Float, false, false, true)
+	out, err := t.Totype(gotch.Float, true)
 	if err != nil {
 		return nil, err
 	}

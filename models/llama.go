@@ -70,6 +70,10 @@ type RewardModel struct {
 	blocks             []block
 	invFreq            *ts.Tensor
 	device             gotch.Device
+	attention          Attention
+	// compute is the dtype of activations (see Precision); weights are
+	// float32.
+	compute gotch.DType
 	// lora holds the adapter factors when LoRA is on (EnableLoRA).
 	lora      []*Param
 	loraOpt   LoRAOptions
@@ -135,7 +139,7 @@ func isNorm(name string) bool {
 // It takes ownership of the tensors and makes them leaves that require
 // gradients.
 func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m *RewardModel, err error) {
-	m = &RewardModel{Config: c, byName: map[string]*Param{}, device: device}
+	m = &RewardModel{Config: c, byName: map[string]*Param{}, device: device, compute: gotch.Float}
 	defer func() {
 		if err != nil {
 			m.Drop()
@@ -185,7 +189,7 @@ func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m 
 		})
 	}
 	inv := c.InvFreq()
-	m.invFreq, err = ts.OfDataSize(Float32Bytes(inv), []int64{int64(len(inv))}, gotch.Float)
+	m.invFreq, err = onDevice(Float32Bytes(inv), []int64{int64(len(inv))}, gotch.Float, device)
 	if err != nil {
 		return nil, err
 	}
@@ -270,8 +274,8 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 	h, _ := m.hidden(s, b, true) // [B,1,D]: the last real token of each row
 	B, D := int64(b.B), int64(m.Config.HiddenSize)
 	final := s.T(h.View([]int64{B, D}, false))
-	r := s.T(ts.Linear(final, m.score, ts.None)) // [B,1]
-	rewards = s.T(r.View([]int64{B}, false))
+	r := s.T(ts.Linear(final, m.c(s, m.score), ts.None)) // [B,1]
+	rewards = m.f32(s, s.T(r.View([]int64{B}, false)))
 	return rewards, nil
 }
 
@@ -284,7 +288,7 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 // work, forward and backward, with the same result.
 func (m *RewardModel) hidden(s *torch.Scope, b *Batch, lastOnly bool) (h, mask *ts.Tensor) {
 	tb := m.tables(s, b, lastOnly)
-	h = s.T(ts.Embedding(m.embed, tb.ids, -1, false, false)) // [B,T,D]
+	h = m.c(s, s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))) // [B,T,D]
 	for i, bl := range m.blocks {
 		if lastOnly && i == len(m.blocks)-1 {
 			h = m.lastBlock(s, bl, h, tb)
@@ -302,6 +306,7 @@ type tables struct {
 	last                 *ts.Tensor // [B], the last real token of each row (lastOnly)
 	cosQ, sinQ, cos, sin *ts.Tensor
 	blocked              *ts.Tensor // [B,1,1,T,T]
+	attend               *ts.Tensor // [B,1,T,T], SDPA's mask (sdpa only)
 	B, T, H, KV, hd, rep int64
 }
 
@@ -310,12 +315,8 @@ func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 	B, T := int64(b.B), int64(b.T)
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
 
-	ids := s.T(ts.OfDataSize(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64))
-	mask := s.T(ts.OfDataSize(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64))
-	if m.device != gotch.CPU {
-		ids = s.T(ids.To(m.device, false))
-		mask = s.T(mask.To(m.device, false))
-	}
+	ids := s.T(onDevice(int64Bytes(b.IDs), []int64{B, T}, gotch.Int64, m.device))
+	mask := s.T(onDevice(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64, m.device))
 
 	// Positions count real tokens, so a left-padded row sees the same
 	// positions as the unpadded sequence.
@@ -340,8 +341,9 @@ func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 	// The softmax scale 1/sqrt(hd) is folded into the queries' tables:
 	// [B,1,T,hd] once instead of the [B,H,T,T] scores per layer.
 	scale := f(1 / math.Sqrt(float64(hd)))
-	cosQ := s.T(cos.MulScalar(scale, false))
-	sinQ := s.T(sin.MulScalar(scale, false))
+	cosQ := m.c(s, s.T(cos.MulScalar(scale, false)))
+	sinQ := m.c(s, s.T(sin.MulScalar(scale, false)))
+	cos, sin = m.c(s, cos), m.c(s, sin)
 
 	// Which keys each query may attend to: causal, not padding, and inside
 	// the sliding window when the model has one.
@@ -353,7 +355,11 @@ func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 	keyOK := s.T(s.T(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
 	allowed = s.T(allowed.View([]int64{1, 1, 1, T, T}, false))
 	blocked := s.T(s.T(allowed.LogicalAnd(keyOK, false)).LogicalNot(false)) // [B,1,1,T,T]
-	return &tables{ids: ids, mask: mask, last: last, cosQ: cosQ, sinQ: sinQ, cos: cos, sin: sin, blocked: blocked,
+	var attend *ts.Tensor
+	if m.Attention() == AttentionSDPA {
+		attend = attendMask(s, blocked, B, T)
+	}
+	return &tables{ids: ids, mask: mask, last: last, cosQ: cosQ, sinQ: sinQ, cos: cos, sin: sin, blocked: blocked, attend: attend,
 		B: B, T: T, H: H, KV: KV, hd: hd, rep: H / KV}
 }
 
@@ -362,7 +368,7 @@ func (m *RewardModel) block(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) 
 	c := m.Config
 	B, T, H, KV, hd, rep := tb.B, tb.T, tb.H, tb.KV, tb.hd, tb.rep
 	cosQ, sinQ, cos, sin, blocked := tb.cosQ, tb.sinQ, tb.cos, tb.sin, tb.blocked
-	minVal := f(-math.MaxFloat32)
+	minVal := f(m.lowest())
 	// One matmul for q, k and v and one for gate and up: fewer, wider
 	// GEMMs run faster than three narrow ones (the weights are joined
 	// per forward; autograd splits their gradients back).
@@ -373,18 +379,23 @@ func (m *RewardModel) block(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) 
 	v := s.T(s.T(s.T(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	q = rope(s, q, cosQ, sinQ, hd)
 	k = rope(s, k, cos, sin, hd)
-	// Grouped-query attention without repeating keys and values: the
-	// rep query heads that share a key/value head are stacked along the
-	// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
-	// matmuls instead of B*H small ones.
-	qg := s.T(q.Reshape([]int64{B, KV, rep * T, hd}, false))
-	scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
-	scores = s.T(scores.View([]int64{B, KV, rep, T, T}, false))
-	torch.Check(scores.MaskedFill_(blocked, minVal))
-	probs := s.T(scores.Softmax(-1, gotch.Float, false))
-	probs = s.T(probs.View([]int64{B, KV, rep * T, T}, false))
-	att := s.T(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
-	att = s.T(s.T(s.T(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
+	var att *ts.Tensor // [B,T,H*hd]
+	if m.Attention() == AttentionSDPA {
+		att = sdpa(s, q, k, v, tb.attend, rep)
+	} else {
+		// Grouped-query attention without repeating keys and values: the
+		// rep query heads that share a key/value head are stacked along the
+		// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
+		// matmuls instead of B*H small ones.
+		qg := s.T(q.Reshape([]int64{B, KV, rep * T, hd}, false))
+		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
+		scores = s.T(scores.View([]int64{B, KV, rep, T, T}, false))
+		torch.Check(scores.MaskedFill_(blocked, minVal))
+		probs := m.c(s, s.T(scores.Softmax(-1, gotch.Float, false)))
+		probs = s.T(probs.View([]int64{B, KV, rep * T, T}, false))
+		att = s.T(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
+		att = s.T(s.T(s.T(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
+	}
 	h = s.T(h.Add(s.T(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false))
 
 	x = m.rmsNorm(s, h, bl.mlpNorm)
@@ -428,13 +439,18 @@ func (m *RewardModel) lastBlock(s *torch.Scope, bl block, h *ts.Tensor, tb *tabl
 	xl := at(x, 1)                                                                                                                     // [B,1,D]
 	q := s.T(s.T(s.T(ts.Linear(xl, m.proj(s, bl, "q_proj", bl.q), ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
 	q = rope(s, q, at(cosQ, 2), at(sinQ, 2), hd)
-	qg := s.T(q.Reshape([]int64{B, KV, rep, hd}, false))
-	scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
-	scores = s.T(scores.View([]int64{B, KV, rep, 1, T}, false))
-	torch.Check(scores.MaskedFill_(at(blocked, 3), f(-math.MaxFloat32)))
-	probs := s.T(s.T(scores.Softmax(-1, gotch.Float, false)).View([]int64{B, KV, rep, T}, false))
-	att := s.T(probs.Matmul(v, false)) // [B,KV,rep,hd]
-	att = s.T(att.Reshape([]int64{B, 1, H * hd}, false))
+	var att *ts.Tensor // [B,1,H*hd]
+	if m.Attention() == AttentionSDPA {
+		att = sdpa(s, q, k, v, at(tb.attend, 2), rep)
+	} else {
+		qg := s.T(q.Reshape([]int64{B, KV, rep, hd}, false))
+		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
+		scores = s.T(scores.View([]int64{B, KV, rep, 1, T}, false))
+		torch.Check(scores.MaskedFill_(at(blocked, 3), f(m.lowest())))
+		probs := s.T(m.c(s, s.T(scores.Softmax(-1, gotch.Float, false))).View([]int64{B, KV, rep, T}, false))
+		att = s.T(probs.Matmul(v, false)) // [B,KV,rep,hd]
+		att = s.T(att.Reshape([]int64{B, 1, H * hd}, false))
+	}
 	hl := s.T(at(h, 1).Add(s.T(ts.Linear(att, m.proj(s, bl, "o_proj", bl.o), ts.None)), false)) // [B,1,D]
 
 	x = m.rmsNorm(s, hl, bl.mlpNorm)
@@ -445,11 +461,14 @@ func (m *RewardModel) lastBlock(s *torch.Scope, bl block, h *ts.Tensor, tb *tabl
 	return s.T(hl.Add(s.T(ts.Linear(s.T(gate.Mul(up, false)), m.proj(s, bl, "down_proj", bl.down), ts.None)), false))
 }
 
-// rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w.
+// rmsNorm is Llama's RMSNorm: x / sqrt(mean(x^2) + eps) * w, the
+// statistics in float32 and the result in the compute dtype (as
+// transformers' LlamaRMSNorm: normalise in float32, cast, scale).
 func (m *RewardModel) rmsNorm(s *torch.Scope, x, w *ts.Tensor) *ts.Tensor {
+	x = m.f32(s, x)
 	v := s.T(s.T(x.Square(false)).MeanDim([]int64{-1}, true, gotch.Float, false))
 	inv := s.T(s.T(v.AddScalar(f(m.Config.RMSNormEps), false)).Rsqrt(false))
-	return s.T(s.T(x.Mul(inv, false)).Mul(w, false))
+	return s.T(m.c(s, s.T(x.Mul(inv, false))).Mul(m.c(s, w), false))
 }
 
 // rope rotates x [B,H,T,hd] by the position angles: x*cos + cat(x2,x1)*sin
@@ -508,19 +527,12 @@ func FromValues(c *Config, values map[string][]float32, device gotch.Device) (*R
 			}
 			return nil, fmt.Errorf("unexpected weight %s", name)
 		}
-		t, err := ts.OfDataSize(Float32Bytes(v), shape, gotch.Float)
+		t, err := onDevice(Float32Bytes(v), shape, gotch.Float, device)
 		if err != nil {
 			for _, w := range weights {
 				w.Drop()
 			}
 			return nil, fmt.Errorf("weight %s: %w", name, err)
-		}
-		if device != gotch.CPU {
-			moved, err := t.To(device, true)
-			if err != nil {
-				return nil, err
-			}
-			t = moved
 		}
 		weights[name] = t
 	}
@@ -543,8 +555,8 @@ func (m *RewardModel) Values() (map[string][]float32, error) {
 // tensorFloat32 copies a float32 tensor's values.
 func tensorFloat32(t *ts.Tensor) ([]float32, error) {
 	src := t
-	if t.DType() != gotch.Float || t.MustDevice() != gotch.CPU {
-		c, err := t.ToDevice(gotch.CPU, gotch.Float, false, true, false)
+	if t.DType() != gotch.Float || t.MustDevice() != torch.CPU() {
+		c, err := t.ToDevice(torch.CPU(), gotch.Float, false, true, false)
 		if err != nil {
 			return nil, err
 		}
@@ -581,7 +593,7 @@ func Float64s(t *ts.Tensor) ([]float64, error) {
 		return nil, err
 	}
 	defer d.Drop()
-	c, err := d.ToDevice(gotch.CPU, gotch.Double, false, true, false)
+	c, err := d.ToDevice(torch.CPU(), gotch.Double, false, true, false)
 	if err != nil {
 		return nil, err
 	}

@@ -107,16 +107,9 @@ func (m *RewardModel) EnableLoRA(o LoRAOptions, rng *rand.Rand) error {
 
 // newLeaf makes a trainable weight from values on m's device.
 func newLeaf(name string, shape []int64, v []float32, m *RewardModel) (*Param, error) {
-	t, err := ts.OfDataSize(Float32Bytes(v), shape, gotch.Float)
+	t, err := onDevice(Float32Bytes(v), shape, gotch.Float, m.device)
 	if err != nil {
 		return nil, err
-	}
-	if m.device != gotch.CPU {
-		d, err := t.To(m.device, true)
-		if err != nil {
-			return nil, err
-		}
-		t = d
 	}
 	if err := requireGrad(t, true); err != nil {
 		t.Drop()
@@ -128,11 +121,10 @@ func newLeaf(name string, shape []int64, v []float32, m *RewardModel) (*Param, e
 // proj returns the effective weight of a block's projection: w, or w plus
 // its adapter's scaled low-rank product.
 func (m *RewardModel) proj(s *torch.Scope, bl block, name string, w *ts.Tensor) *ts.Tensor {
-	ad := bl.lora[name]
-	if ad == nil {
-		return w
+	if ad := bl.lora[name]; ad != nil {
+		w = m.merge(s, w, ad)
 	}
-	return m.merge(s, w, ad)
+	return m.c(s, w)
 }
 
 // merge computes w + scale·B·A. Merged weights are computed by these
@@ -268,7 +260,7 @@ func setValues(p *Param, v []float32) (err error) {
 	s := &torch.Scope{}
 	defer s.Release()
 	defer torch.Catch(&err, p.Name)
-	src := s.T(ts.OfDataSize(Float32Bytes(v), p.Shape, gotch.Float))
+	src := s.T(onDevice(Float32Bytes(v), p.Shape, gotch.Float, p.T.MustDevice()))
 	withoutGrad(func() { p.T.Copy_(src) }) // shapes and dtype checked above
 	return nil
 }

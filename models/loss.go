@@ -59,7 +59,7 @@ func (pl PairLoss) of(s *torch.Scope, rewards *ts.Tensor, b int64) (*ts.Tensor, 
 	rr := s.T(rewards.Narrow(0, b, b, false))
 	diff := s.T(rc.Sub(rr, false))
 	if pl.Margins != nil {
-		diff = s.T(diff.Sub(s.T(ts.OfSlice(pl.Margins)), false))
+		diff = s.T(diff.Sub(s.T(onDevice(Float32Bytes(pl.Margins), []int64{int64(len(pl.Margins))}, gotch.Float, rewards.MustDevice())), false))
 	}
 	l := s.T(s.T(s.T(diff.LogSigmoid(false)).Mean(gotch.Float, false)).MulScalar(f(-pl.Weight), false))
 	if pl.CenterCoef > 0 {

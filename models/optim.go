@@ -257,7 +257,7 @@ func (o *AdamW) SetState(state map[string][]float32) error {
 			if int64(len(vals)) != p.Numel() {
 				return fmt.Errorf("%w: %s has %d values, the parameter %v", ErrState, x.key, len(vals), p.Shape)
 			}
-			t, err := ts.OfDataSize(Float32Bytes(vals), p.Shape, gotch.Float)
+			t, err := onDevice(Float32Bytes(vals), p.Shape, gotch.Float, p.T.MustDevice())
 			if err != nil {
 				return err
 			}

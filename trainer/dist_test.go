@@ -431,7 +431,7 @@ func TestLoRARun(t *testing.T) {
 	if err != nil || len(cks) == 0 {
 		t.Fatal("no checkpoint", err)
 	}
-	base, _, err := models.Load(filepath.Join(cks[0], checkpoint.ModelDir), torch.DefaultDevice(), nil)
+	base, _, err := models.Load(filepath.Join(cks[0], checkpoint.ModelDir), torch.CPU(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +448,7 @@ func TestLoRARun(t *testing.T) {
 		}
 	}
 	// Merged model vs base + adapter folder.
-	merged, _, err := models.Load(res.ModelDir, torch.DefaultDevice(), nil)
+	merged, _, err := models.Load(res.ModelDir, torch.CPU(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

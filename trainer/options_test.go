@@ -28,7 +28,7 @@ func trainValues(t *testing.T, sets ...string) map[string][]float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := models.Load(res.ModelDir, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)))
+	m, _, err := models.Load(res.ModelDir, torch.CPU(), rand.New(rand.NewPCG(0, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

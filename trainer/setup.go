@@ -9,6 +9,7 @@ import (
 	"prism/data"
 	"prism/data/encode"
 	"prism/decomposition"
+	"prism/internal/torch"
 	"prism/models"
 	"prism/trainer/checkpoint"
 )
@@ -42,6 +43,12 @@ func (r *run) setup() error {
 	if d := c.Decomposition; d.Weights == configs.WeightsPolicy {
 		if r.policy, err = models.LoadCausalLM(d.PolicyModel, r.device); err != nil {
 			return fmt.Errorf("decomposition.policy_model: %w", err)
+		}
+		if err := r.policy.SetAttention(r.attention); err != nil {
+			return err
+		}
+		if err := r.policy.SetPrecision(r.precision); err != nil {
+			return err
 		}
 		if r.policy.Config().VocabSize != r.model.Config.VocabSize {
 			return fmt.Errorf("decomposition.policy_model %s has a vocabulary of %d, the reward model %d", d.PolicyModel, r.policy.Config().VocabSize, r.model.Config.VocabSize)
@@ -103,6 +110,12 @@ func (r *run) loadModel() (err error) {
 	}
 	if err != nil {
 		return err
+	}
+	if err := r.model.SetAttention(r.attention); err != nil {
+		return err
+	}
+	if err := r.model.SetPrecision(r.precision); err != nil {
+		return fmt.Errorf("model.precision: %w", err)
 	}
 	if c.Train.LoRARank > 0 {
 		err = r.enableLoRA()
@@ -235,6 +248,6 @@ func (r *run) start() error {
 	for _, p := range r.trained {
 		trainedN += p.Numel()
 	}
-	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "ranks", r.world())
+	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "device", torch.DeviceName(r.device), "attention", r.attention, "precision", r.precision, "ranks", r.world())
 	return nil
 }

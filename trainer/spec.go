@@ -18,8 +18,10 @@ type spec struct {
 	source configs.Source
 	// device and dtype are where and in what the run's tensors live:
 	// decided here, once, and passed down.
-	device torch.Device
-	dtype  torch.DType
+	device    torch.Device
+	dtype     torch.DType
+	attention models.Attention
+	precision models.Precision
 }
 
 // resolve reads the model's config (a preset, or model.path's
@@ -44,6 +46,10 @@ func resolve(cfg *configs.Config) (*spec, error) {
 	if sp.dtype, err = torch.ResolveDType(cfg.Model.DType); err != nil {
 		return nil, fmt.Errorf("model.dtype: %w", err)
 	}
+	if sp.attention, err = models.ResolveAttention(cfg.Model.Attention); err != nil {
+		return nil, fmt.Errorf("model.attention: %w", err)
+	}
+	sp.precision = models.Precision(cfg.Model.Precision)
 	return sp, nil
 }
 

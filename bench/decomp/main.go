@@ -59,7 +59,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	m, err := models.FromValues(mcfg, models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2))), torch.DefaultDevice())
+	m, err := models.FromValues(mcfg, models.RandomInit(mcfg, rand.New(rand.NewPCG(1, 2))), torch.CPU())
 	if err != nil {
 		return err
 	}

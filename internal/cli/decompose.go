@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -16,7 +15,6 @@ import (
 	"prism/internal/analysis"
 	"prism/internal/fsutil"
 	"prism/internal/report"
-	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -30,6 +28,7 @@ type decomposeOptions struct {
 	seed                                      uint64
 	length                                    lengthFlags
 	template                                  templateFlags
+	place                                     modelFlags
 }
 
 func newDecomposeCmd(g *globals) *cobra.Command {
@@ -66,6 +65,7 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 	cmd.Flags().IntVar(&o.length.max, "max-length", 2048, "longest sequence scored, in tokens (never more than the model's max_position_embeddings); a pool whose longest prompt and response exceed it is refused")
 	o.length.policy = overRefuse
 	o.template.register(cmd)
+	o.place.register(cmd)
 	return cmd
 }
 
@@ -74,7 +74,7 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	if o.model == "" || o.data == "" {
 		return fmt.Errorf("--model and --data are required")
 	}
-	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	m, err := o.place.load(g, o.model)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	}
 	var policy *models.CausalLM
 	if o.policy != "" {
-		if policy, err = models.LoadCausalLM(o.policy, torch.DefaultDevice()); err != nil {
+		if policy, err = o.place.loadPolicy(o.policy); err != nil {
 			return err
 		}
 		defer policy.Drop()

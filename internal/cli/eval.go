@@ -19,7 +19,6 @@ import (
 	"prism/internal/analysis"
 	"prism/internal/fsutil"
 	"prism/internal/rewardbench"
-	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -40,6 +39,7 @@ type evalOptions struct {
 	skipInvalid           bool
 	length                lengthFlags
 	template              templateFlags
+	place                 modelFlags
 }
 
 // register declares the shared flags; dataHelp describes --data.
@@ -52,6 +52,7 @@ func (o *evalOptions) register(cmd *cobra.Command, dataHelp string) {
 	cmd.Flags().BoolVar(&o.skipInvalid, "skip-invalid", false, "skip bad rows (reported by reason on stderr and in results.json) instead of failing")
 	o.length.register(cmd, overTruncate, " (the official RewardBench scorer truncates)")
 	o.template.register(cmd)
+	o.place.register(cmd)
 }
 
 // evalRun is what an evaluation read and scored.
@@ -73,7 +74,7 @@ func (o *evalOptions) loadAndScore(g *globals) (*evalRun, error) {
 	if o.batch < 1 {
 		return nil, fmt.Errorf("--batch-size %d: want at least 1", o.batch)
 	}
-	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	m, err := o.place.load(g, o.model)
 	if err != nil {
 		return nil, err
 	}

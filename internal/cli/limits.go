@@ -2,11 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/spf13/cobra"
 
 	"prism/data"
 	"prism/data/encode"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -76,4 +78,72 @@ func (t *templateFlags) register(cmd *cobra.Command) {
 
 func (t *templateFlags) options() encode.LoadOptions {
 	return encode.LoadOptions{TemplateFile: t.file, Template: t.name}
+}
+
+// modelFlags are --device and --attention, shared by the commands that
+// load a model to score with.
+type modelFlags struct {
+	device, attention, precision string
+}
+
+func (f *modelFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.device, "device", "auto", "where the model runs: auto (the first CUDA card when libtorch sees one, else the CPU), cpu, cuda or cuda:N")
+	cmd.Flags().StringVar(&f.attention, "attention", "auto", "attention: auto (sdpa where libtorch has it, else eager), sdpa or eager")
+	cmd.Flags().StringVar(&f.precision, "precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 weights and activations; rewards in float32)")
+}
+
+// placement resolves --device and --attention.
+func (f *modelFlags) placement() (torch.Device, models.Attention, error) {
+	dev, err := torch.ResolveDevice(f.device)
+	if err != nil {
+		return dev, "", fmt.Errorf("--device: %w", err)
+	}
+	att, err := models.ResolveAttention(f.attention)
+	if err != nil {
+		return dev, "", fmt.Errorf("--attention: %w", err)
+	}
+	return dev, att, nil
+}
+
+// load reads the reward model in dir onto the chosen device, with the
+// chosen attention.
+func (f *modelFlags) load(g *globals, dir string) (*models.RewardModel, error) {
+	dev, att, err := f.placement()
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := models.LoadWith(dir, dev, rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.SetAttention(att); err != nil {
+		m.Drop()
+		return nil, err
+	}
+	if err := m.SetPrecision(models.Precision(f.precision)); err != nil {
+		m.Drop()
+		return nil, fmt.Errorf("--precision: %w", err)
+	}
+	return m, nil
+}
+
+// loadPolicy reads the causal LM in dir likewise.
+func (f *modelFlags) loadPolicy(dir string) (*models.CausalLM, error) {
+	dev, att, err := f.placement()
+	if err != nil {
+		return nil, err
+	}
+	lm, err := models.LoadCausalLM(dir, dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := lm.SetAttention(att); err != nil {
+		lm.Drop()
+		return nil, err
+	}
+	if err := lm.SetPrecision(models.Precision(f.precision)); err != nil {
+		lm.Drop()
+		return nil, fmt.Errorf("--precision: %w", err)
+	}
+	return lm, nil
 }

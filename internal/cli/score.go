@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"unicode/utf8"
@@ -16,8 +15,6 @@ import (
 	"prism/data"
 	"prism/data/encode"
 	"prism/internal/fsutil"
-	"prism/internal/torch"
-	"prism/models"
 )
 
 // scoreOptions are `prism score`'s flags.
@@ -26,6 +23,7 @@ type scoreOptions struct {
 	batch                           int
 	length                          lengthFlags
 	template                        templateFlags
+	place                           modelFlags
 }
 
 func newScoreCmd(g *globals) *cobra.Command {
@@ -53,6 +51,7 @@ are truncated to their first tokens, with a warning, or refused with
 	cmd.Flags().IntVar(&o.batch, "batch-size", 32, "sequences per forward pass")
 	o.length.register(cmd, overTruncate, "")
 	o.template.register(cmd)
+	o.place.register(cmd)
 	return cmd
 }
 
@@ -68,7 +67,7 @@ func runScore(g *globals, o scoreOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := models.LoadWith(o.model, torch.DefaultDevice(), rand.New(rand.NewPCG(0, 0)), models.LoadOptions{AllowPickle: g.allowPickle})
+	m, err := o.place.load(g, o.model)
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,8 @@ var gotchAllowed = []string{"internal/torch", "models", "internal/gotchadapt", "
 
 // TestGotchStaysBehindTheBoundary reads every Go file of the module and
 // fails where a package outside gotchAllowed imports gotch, or where
-// anything but Pin locks an OS thread: device, dtype and thread pinning
-// are decided here, once.
+// anything but Pin locks an OS thread, or product code names gotch's CPU
+// device: device, dtype and thread pinning are decided here, once.
 func TestGotchStaysBehindTheBoundary(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -62,12 +62,22 @@ func TestGotchStaysBehindTheBoundary(t *testing.T) {
 				t.Errorf("%s imports %s: only %v may use gotch; go through internal/torch or models", rel, p, gotchAllowed)
 			}
 		}
+		// The device is resolved in one place (device.go): product code
+		// never names the CPU device itself. Tests and benchmarks may.
+		namesCPU := !strings.HasSuffix(rel, "_test.go") && !strings.HasPrefix(rel, "bench/") &&
+			!strings.HasPrefix(rel, "internal/gotchadapt/") && !strings.HasPrefix(rel, "internal/cmd/gotch-adapt/") && rel != "internal/torch/device.go"
 		ast.Inspect(f, func(n ast.Node) bool {
 			sel, ok := n.(*ast.SelectorExpr)
-			if ok && sel.Sel.Name == "LockOSThread" && rel != "internal/torch/scope.go" {
-				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "runtime" {
-					t.Errorf("%s: runtime.LockOSThread: pin with torch.Pin", fset.Position(sel.Pos()))
-				}
+			if !ok {
+				return true
+			}
+			x, ok := sel.X.(*ast.Ident)
+			switch {
+			case !ok:
+			case sel.Sel.Name == "LockOSThread" && x.Name == "runtime" && rel != "internal/torch/scope.go":
+				t.Errorf("%s: runtime.LockOSThread: pin with torch.Pin", fset.Position(sel.Pos()))
+			case sel.Sel.Name == "CPU" && x.Name == "gotch" && namesCPU:
+				t.Errorf("%s: gotch.CPU: the device comes from torch.ResolveDevice (torch.CPU() for host copies)", fset.Position(sel.Pos()))
 			}
 			return true
 		})

@@ -229,3 +229,36 @@ func TestInspectOnThisMachine(t *testing.T) {
 		t.Errorf("libtorch runs on the reference BLAS: %s", info.BLAS)
 	}
 }
+
+// TestResolveDevice: run.device on machines with and without cards.
+func TestResolveDevice(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		cards     int
+		cudaBuild bool
+		want      string // "" for an error
+		errHas    string
+	}{
+		{"cpu", 0, false, "cpu", ""},
+		{"", 2, true, "cpu", ""},
+		{"auto", 0, false, "cpu", ""},
+		{"auto", 0, true, "cpu", ""},
+		{"auto", 2, true, "cuda:0", ""},
+		{"cuda", 1, true, "cuda:0", ""},
+		{"cuda:1", 2, true, "cuda:1", ""},
+		{"cuda", 0, false, "", "CPU build"},
+		{"cuda:0", 0, true, "", "no usable card"},
+		{"cuda:2", 2, true, "", "cuda:0 to cuda:1"},
+		{"cuda:-1", 2, true, "", "card number"},
+		{"cuda:x", 2, true, "", "card number"},
+		{"gpu", 2, true, "", "want auto, cpu, cuda or cuda:N"},
+	} {
+		d, err := resolveDevice(tt.name, tt.cards, tt.cudaBuild)
+		switch {
+		case tt.want == "" && (err == nil || !strings.Contains(err.Error(), tt.errHas)):
+			t.Errorf("%q with %d cards: %v, want an error saying %q", tt.name, tt.cards, err, tt.errHas)
+		case tt.want != "" && (err != nil || DeviceName(d) != tt.want):
+			t.Errorf("%q with %d cards: %s, %v; want %s", tt.name, tt.cards, DeviceName(d), err, tt.want)
+		}
+	}
+}
