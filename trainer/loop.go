@@ -8,6 +8,7 @@ import (
 
 	"prism/internal/analysis"
 	"prism/internal/fsutil"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -144,7 +145,8 @@ func (r *run) finish(interrupted bool) (*Result, error) {
 // plain Hugging Face model, with the adapters and score head beside it.
 func (r *run) saveModel(res *Result) error {
 	res.ModelDir = filepath.Join(r.cfg.Run.Dir, "model")
-	stats := &models.Stats{Extra: map[string]any{"steps": r.state.Step, "trainer": "prism"}}
+	stats := &models.Stats{Extra: map[string]any{"steps": r.state.Step, "trainer": "prism",
+		"device": torch.DeviceName(r.device), "attention": r.attention, "precision": r.precision}}
 	if res.Eval != nil {
 		stats.RewardMean, stats.RewardStd = res.Eval.RewardMean, res.Eval.RewardStd
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"prism/trainer/checkpoint"
 
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -61,6 +62,7 @@ func (r *run) writeCheckpoint() error {
 	}
 	n := r.adam.Step
 	r.state.OptimizerStep = &n
+	r.state.Device = torch.DeviceName(r.device)
 	dir, err := checkpoint.Save(r.cfg.Run.Dir, &r.state, r.writeModelFiles, opt, r.cfg.Checkpoint.Keep)
 	if err != nil {
 		return err

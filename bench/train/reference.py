@@ -42,9 +42,14 @@ def read_safetensors(path):
 class RewardModel(torch.nn.Module):
     """Llama decoder + linear score head on the last real token."""
 
-    def __init__(self, cfg, weights):
+    def __init__(self, cfg, weights, precision="fp32", attention="eager"):
         super().__init__()
         self.cfg = cfg
+        # bf16 is mixed precision as prism runs it: float32 parameters,
+        # rounded to bfloat16 for each use; bfloat16 activations; norm
+        # statistics, softmax and the rewards in float32.
+        self.dt = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.sdpa = attention == "sdpa"
         self.heads = cfg["num_attention_heads"]
         self.kv = cfg.get("num_key_value_heads", self.heads)
         self.hd = cfg.get("head_dim") or cfg["hidden_size"] // self.heads
@@ -58,10 +63,11 @@ class RewardModel(torch.nn.Module):
         self.register_buffer("inv_freq", inv.float())
 
     def w(self, name):
-        return self.params[name.replace(".", "__")]
+        return self.params[name.replace(".", "__")].to(self.dt)
 
     def norm(self, x, w):
-        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * w
+        x = x.float()
+        return (x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)).to(self.dt) * w
 
     @staticmethod
     def rope(x, cos, sin):
@@ -75,11 +81,13 @@ class RewardModel(torch.nn.Module):
         pos = (mask.cumsum(1, dtype=torch.float32) - 1).clamp_min(0)
         ang = pos.unsqueeze(-1) * self.inv_freq
         emb = torch.cat([ang, ang], dim=-1)
-        cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
+        cos, sin = emb.cos().unsqueeze(1).to(self.dt), emb.sin().unsqueeze(1).to(self.dt)
         allowed = torch.ones(T, T, dtype=torch.bool).tril()
         if 0 < self.window < T:
             allowed = allowed.triu(-(self.window - 1))
         blocked = ~(allowed[None, None] & (mask == 1)[:, None, None, :])
+        attend = ~blocked
+        attend = attend | ~attend.any(-1, keepdim=True)  # rows with no key attend to all (as prism)
         h = F.embedding(ids, self.w("model.embed_tokens.weight"))
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
@@ -91,9 +99,13 @@ class RewardModel(torch.nn.Module):
             if H > KV:
                 k = k[:, :, None].expand(B, KV, H // KV, T, hd).reshape(B, H, T, hd)
                 v = v[:, :, None].expand(B, KV, H // KV, T, hd).reshape(B, H, T, hd)
-            s = (q @ k.transpose(2, 3)) * (1 / math.sqrt(hd))
-            s = s.masked_fill(blocked, torch.finfo(torch.float32).min)
-            a = (s.softmax(-1) @ v).transpose(1, 2).contiguous().view(B, T, H * hd)
+            if self.sdpa:
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+            else:
+                s = (q @ k.transpose(2, 3)) * (1 / math.sqrt(hd))
+                s = s.masked_fill(blocked, torch.finfo(self.dt).min)
+                a = s.float().softmax(-1).to(self.dt) @ v
+            a = a.transpose(1, 2).contiguous().view(B, T, H * hd)
             h = h + F.linear(a, self.w(p + "self_attn.o_proj.weight"))
             x = self.norm(h, self.w(p + "post_attention_layernorm.weight"))
             m = F.silu(F.linear(x, self.w(p + "mlp.gate_proj.weight"))) * F.linear(x, self.w(p + "mlp.up_proj.weight"))
@@ -101,7 +113,7 @@ class RewardModel(torch.nn.Module):
         h = self.norm(h, self.w("model.norm.weight"))
         last = (torch.arange(1, T + 1) * mask).argmax(1)
         final = h[torch.arange(B), last]
-        return F.linear(final, self.w("score.weight")).view(B)
+        return F.linear(final, self.w("score.weight")).view(B).float()
 
 
 def read_pairs(path):
@@ -130,12 +142,14 @@ def main():
     ap.add_argument("--lr", type=float, required=True)
     ap.add_argument("--weight-decay", type=float, required=True)
     ap.add_argument("--max-grad-norm", type=float, required=True)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--attention", choices=["eager", "sdpa"], default="eager")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     with open(f"{args.model}/config.json") as f:
         cfg = json.load(f)
-    model = RewardModel(cfg, read_safetensors(f"{args.model}/model.safetensors"))
+    model = RewardModel(cfg, read_safetensors(f"{args.model}/model.safetensors"), args.precision, args.attention)
     decay = [p for n, p in model.params.items() if not n.endswith("norm__weight")]
     no_decay = [p for n, p in model.params.items() if n.endswith("norm__weight")]
     opt = torch.optim.AdamW(

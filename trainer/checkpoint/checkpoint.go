@@ -78,6 +78,9 @@ type State struct {
 	FirstTagShare float64 `json:"first_tag_share"`
 	// Config is the resolved configuration the run was started with.
 	Config string `json:"config"`
+	// Device is where the run computed when it wrote the checkpoint (cpu,
+	// cuda:N); the checkpoint itself loads onto any device.
+	Device string `json:"device,omitempty"`
 }
 
 // AdamStep is the AdamW step count to resume with.
