@@ -15,6 +15,7 @@ import (
 // TestMatmulBackward checks gotch end to end: a small matmul, a scalar loss
 // and its gradient, against values worked out by hand.
 func TestMatmulBackward(t *testing.T) {
+	defer Pin()() // gotch reports errors through thread-local state
 	if _, err := Setup(0); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +78,7 @@ func TestMatmulBackward(t *testing.T) {
 // the probe the adapter disables on every libtorch, and
 // scaled_dot_product_attention where this libtorch lacks it (1.13).
 func TestDisabledFunctionErrors(t *testing.T) {
+	defer Pin()() // gotch reports errors through thread-local state
 	check := func(t *testing.T, name, msg string) {
 		t.Helper()
 		if msg == "" {
@@ -117,6 +119,7 @@ func TestDisabledFunctionErrors(t *testing.T) {
 // and compares it with attention written out: softmax(QK^T/sqrt(d) + causal
 // mask) V.
 func TestSDPAOptionalMask(t *testing.T) {
+	defer Pin()() // gotch reports errors through thread-local state
 	if slices.Contains(DisabledFunctions(), "atg_scaled_dot_product_attention") {
 		t.Skipf("scaled_dot_product_attention is not in libtorch %s", Inspect().LibtorchVersion)
 	}
@@ -163,6 +166,7 @@ func TestSDPAOptionalMask(t *testing.T) {
 // TestLibtorchErrorIsClean checks that an ordinary libtorch error (a shape
 // mismatch) comes back as a short message without C++ or Go backtraces.
 func TestLibtorchErrorIsClean(t *testing.T) {
+	defer Pin()() // gotch reports errors through thread-local state
 	a := ts.MustOnes([]int64{2, 3}, gotch.Float, gotch.CPU)
 	defer a.MustDrop()
 	_, err := a.Matmul(a, false)
