@@ -103,6 +103,9 @@ func leaf(s *torch.Scope, x *ts.Tensor) *ts.Tensor {
 // withoutGrad runs fn with autograd off and restores it even when fn
 // panics (gotch's NoGrad does not).
 func withoutGrad(fn func()) {
+	// Grad mode is per OS thread: switching it back on another thread
+	// would leave this one without autograd for whoever runs on it next.
+	defer torch.Pin()()
 	prev, err := ts.GradSetEnabled(false)
 	torch.Check(err)
 	defer ts.GradSetEnabled(prev)
