@@ -34,8 +34,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/debian13.sh"
 
 ROOT=${PRISM_DEBIAN13_CUDA_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/prism/debian13-cuda}
-# What the root holds (jq writes the check's summary).
-PACKAGES=(libtorch-cuda-dev libgloo-cuda-dev libnccl-dev libopenblas0-openmp g++ make git ca-certificates jq)
+# What the root holds. nvidia-cuda-dev has the CUDA headers (cuda.h,
+# cuda_runtime_api.h) that libtorch's ATen/cuda headers include, so the
+# c10d shim's NCCL process group needs them; the real nvidia-cudnn pulls it
+# in (1.1 GB), the placeholder does not. jq writes the check's summary.
+PACKAGES=(libtorch-cuda-dev nvidia-cuda-dev libgloo-cuda-dev libnccl-dev libopenblas0-openmp g++ make git ca-certificates jq)
 RECIPE=1
 LANE=debian13-cuda
 ROOT_MINUTES="about 6 minutes, 2.3 GB to download"
@@ -160,6 +163,18 @@ root_summary() {
 # The way the root is made is part of its id.
 ROOT_ID_EXTRA=$(printf '%s\n' "$setup_root")
 
+# A build/ or bin/ that is a symbolic link in this tree (a git worktree
+# sharing another's outputs) is not ignored by /build/ and would be copied
+# as a link that dangles in the root: the root keeps its own folders.
+eval "tree_$(declare -f sync_tree)"
+sync_tree() {
+  tree_sync_tree
+  local p
+  for p in build bin; do
+    if [ -L "$ROOT/work/prism/$p" ]; then rm -f "$ROOT/work/prism/$p"; fi
+  done
+}
+
 # The tests that run: the libtorch boundary (set-up facts, device
 # resolution, the c10d shim with Gloo), and the packages whose tests build
 # tensors through it (configs, data, the decomposition estimators), all on
@@ -195,14 +210,23 @@ rep=$?
 set -e
 cat "$out/test.stderr" >&2
 test_s=$(secs "$t" "$(now)")
-[ $rc -eq 0 ] && [ $rep -eq 0 ] && result=pass || result=fail
+
+# What the build must show: a CUDA libtorch, NCCL in the shim, and a
+# prism that knows it is a CUDA build (and, here, has no device).
+fails=()
+[ "$(jq -r .libtorch.cuda build/gotch/prism-adapt.json)" = true ] || fails+=("the adapter did not find a CUDA libtorch")
+case "$(jq -r .dist_backends build/gotch/prism-adapt.json)" in *nccl*) ;; *) fails+=("the c10d shim was built without NCCL") ;; esac
+grep -q "CUDA build" "$out/version.txt" || fails+=("prism version does not say CUDA build")
+[ $rc -eq 0 ] && [ $rep -eq 0 ] || fails+=("tests failed")
+for f in "${fails[@]}"; do echo "check failed: $f" >&2; done
+[ ${#fails[@]} -eq 0 ] && result=pass || result=fail
 
 jq -n \
   --slurpfile adapt build/gotch/prism-adapt.json \
   --slurpfile version "$out/version.json" \
   --rawfile version_text "$out/version.txt" \
   --rawfile tests "$out/test.json" \
-  --arg pkgs "$TESTS" --arg result "$result" \
+  --arg pkgs "$TESTS" --arg result "$result" --arg fails "$(printf "%s\n" "${fails[@]}")" \
   --arg root_s "$ROOT_S" --arg build_s "$build_s" --arg test_s "$test_s" \
   --arg debs "$(dpkg-query -W -f="\${Package} \${Version}\n" libtorch-cuda-dev libnccl2 libgloo-cuda-0 nvidia-cudnn libcudart12 2>/dev/null)" \
   --arg stub "$(wc -l </usr/local/src/prism-cudnn-link-stub/symbols)" \
@@ -211,6 +235,8 @@ jq -n \
   {
     what: "prism built against Debian 13 libtorch-cuda-dev in a root without a GPU (scripts/debian13-cuda.sh check)",
     date: $date,
+    result: $result,
+    failed_checks: ($fails | split("\n") | map(select(length > 0))),
     cores: ($cores | tonumber),
     packages: ($debs | split("\n") | map(select(length > 0) | split(" ") | {(.[0]): .[1]}) | add),
     cudnn: ("link-only stub: " + $stub + " cudnn* symbols of libcudnn.so.9, each returning an error; nvidia-cudnn is an empty held placeholder"),
@@ -231,12 +257,11 @@ jq -n \
     prism_version_text: ($version_text | rtrimstr("\n") | split("\n")),
     tests: {
       command: ("go test -count=1 " + $pkgs),
-      result: $result,
       packages: [$ev[] | select(.Test == null and (.Action == "pass" or .Action == "fail" or .Action == "skip")) |
         {package: .Package, result: .Action, seconds: .Elapsed}],
-      passed: [$ev[] | select(.Test != null and (.Test | contains("/") | not) and .Action == "pass")] | length,
-      failed: [$ev[] | select(.Test != null and (.Test | contains("/") | not) and .Action == "fail")] | length,
-      skipped: [$ev[] | select(.Test != null and (.Test | contains("/") | not) and .Action == "skip") | .Package + " " + .Test]
+      passed: [$ev[] | select(.Test != null and .Action == "pass")] | length,
+      failed: [$ev[] | select(.Test != null and .Action == "fail") | .Package + " " + .Test],
+      skipped: [$ev[] | select(.Test != null and .Action == "skip") | .Package + " " + .Test]
     },
     seconds: {
       root: (if $root_s == "" then null else ($root_s | tonumber) end),
