@@ -15,8 +15,7 @@
 #
 # The root is cached in PRISM_DEBIAN13_CUDA_ROOT (default
 # ~/.cache/prism/debian13-cuda) and made again when its package list or the
-# way it is made changes. Making it downloads about 2.3 GB and takes about
-# 6 GB of disk.
+# way it is made changes. Making it downloads about 2.6 GB.
 #
 # cuDNN. libtorch-cuda-2.6 depends on nvidia-cudnn, a package that
 # downloads cuDNN from NVIDIA when installed; where NVIDIA is out of reach
@@ -41,7 +40,7 @@ ROOT=${PRISM_DEBIAN13_CUDA_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/prism/debian13-
 PACKAGES=(libtorch-cuda-dev nvidia-cuda-dev libgloo-cuda-dev libnccl-dev libopenblas0-openmp g++ make git ca-certificates jq)
 RECIPE=1
 LANE=debian13-cuda
-ROOT_MINUTES="about 6 minutes, 2.3 GB to download"
+ROOT_MINUTES="2 to 7 minutes, 2.6 GB to download"
 
 # setup_root runs inside the new root: the placeholder nvidia-cudnn, the
 # packages, then the cuDNN link stub. Arguments: the packages.
@@ -147,6 +146,8 @@ for f in "${needers[@]}"; do
   ldd "$f" | grep -q "libcudnn.so.9 => $lib/libcudnn.so.9" || { echo "$f does not load the stub" >&2; exit 1; }
 done
 echo "cudnn link stub: $n symbols for ${needers[*]}"
+# The downloaded packages (2.6 GB) are not needed again.
+apt-get clean
 '
 
 install_packages() {

@@ -24,8 +24,8 @@
 #
 # scripts/debian13-cuda.sh sources this file for its functions (a second
 # root, with Debian's CUDA build of libtorch): it then redefines ROOT,
-# PACKAGES, RECIPE, LANE, ROOT_ID_EXTRA, install_packages and root_summary,
-# and the commands below do not run.
+# PACKAGES, RECIPE, LANE, ROOT_ID_EXTRA, ROOT_MINUTES, install_packages,
+# root_summary and sync_tree, and the commands below do not run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,8 +35,8 @@ SUITE=trixie
 PACKAGES=(libtorch-dev python3-torch libgloo-dev libopenblas0-openmp g++ make git ca-certificates)
 # Bump when the way the root is made changes.
 RECIPE=1
-# The name in messages; more that makes the root, hashed into its id when
-# set (empty here).
+# The name in messages, and anything else that decides what the root
+# holds, hashed into its id when set (nothing here).
 LANE=debian13
 ROOT_ID_EXTRA=
 
