@@ -15,7 +15,7 @@ LIBTORCH_CUDA_VARIANT := cu121
 LIBTORCH_CUDA_SHA256  ?=
 GO_VERSION            := 1.26.8
 
-.PHONY: all setup deps build test test-debian13 fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test test-debian13 check-cuda-build fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -45,6 +45,17 @@ test: setup
 # in ~/.cache/prism/debian13 (scripts/debian13.sh).
 test-debian13:
 	./scripts/debian13.sh test
+
+# check-cuda-build proves prism compiles and links against a CUDA build of
+# libtorch 2.x (Debian 13's libtorch-cuda-dev 2.6: CUDA 12.4, NCCL) without
+# a GPU: make setup build, prism version and the CPU tests of the libtorch
+# boundary, configs, data and decomposition, in a second cached root
+# (~/.cache/prism/debian13-cuda, scripts/debian13-cuda.sh) whose cuDNN is a
+# link-only stub. Needs root; 2.3 GB to download the first time. Not part of
+# make test or CI: too heavy. Writes bench/results/cuda-build.json.
+CUDA_BUILD_RESULT ?= bench/results/cuda-build.json
+check-cuda-build:
+	PRISM_CUDA_RESULT=$(abspath $(CUDA_BUILD_RESULT)) ./scripts/debian13-cuda.sh check
 
 # fixtures remakes testdata/tokenizers/llama3-shape and the golden ids of
 # the committed tokenizers with Hugging Face's tokenizers and

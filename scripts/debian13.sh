@@ -21,17 +21,26 @@
 #
 # Needs root (debootstrap, chroot and mounts), which CI and Docker have; the
 # mounts live in a private mount namespace and vanish with the command.
+#
+# scripts/debian13-cuda.sh sources this file for its functions (a second
+# root, with Debian's CUDA build of libtorch): it then redefines ROOT,
+# PACKAGES, RECIPE, LANE, ROOT_ID_EXTRA, ROOT_MINUTES, install_packages,
+# root_summary and sync_tree, and the commands below do not run.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/.." && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=${PRISM_DEBIAN13_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/prism/debian13}
 SUITE=trixie
 # What the root holds. Changing this list makes the root again.
 PACKAGES=(libtorch-dev python3-torch libgloo-dev libopenblas0-openmp g++ make git ca-certificates)
 # Bump when the way the root is made changes.
 RECIPE=1
+# The name in messages, and anything else that decides what the root
+# holds, hashed into its id when set (nothing here).
+LANE=debian13
+ROOT_ID_EXTRA=
 
-log() { printf 'debian13: %s\n' "$*" >&2; }
+log() { printf '%s: %s\n' "$LANE" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot, mounts): run it as root or through sudo"
@@ -89,7 +98,20 @@ in_root() {
 }
 
 root_id() {
-  printf '%s\n' "recipe $RECIPE" "suite $SUITE" "${PACKAGES[@]}" | sha256sum | cut -c1-16
+  printf '%s\n' "recipe $RECIPE" "suite $SUITE" "${PACKAGES[@]}" ${ROOT_ID_EXTRA:+"$ROOT_ID_EXTRA"} | sha256sum | cut -c1-16
+}
+
+# install_packages DIR installs PACKAGES in the new root DIR; its output
+# goes to the root's log.
+install_packages() {
+  BINDS=()
+  in_root "$1" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c \
+    "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PACKAGES[*]} >/dev/null"
+}
+
+# root_summary names what the finished root holds.
+root_summary() {
+  chroot "$ROOT" dpkg-query -W -f='libtorch-dev ${Version}' libtorch-dev
 }
 
 make_root() {
@@ -101,7 +123,7 @@ make_root() {
   host_tools
   local m new="$ROOT.new"
   m=$(mirror)
-  log "making the Debian 13 root in $ROOT from $m (about 4 minutes)"
+  log "making the Debian 13 root in $ROOT from $m (${ROOT_MINUTES:-about 4 minutes})"
   rm -rf "$new"
   mkdir -p "$(dirname "$ROOT")"
   debootstrap --variant=minbase --components=main,contrib,non-free "$SUITE" "$new" "$m" >"$new.log" 2>&1 ||
@@ -114,14 +136,12 @@ deb $m $SUITE main contrib non-free
 deb $m $SUITE-updates main contrib non-free
 deb $sec $SUITE-security main contrib non-free
 EOF
-  BINDS=()
-  in_root "$new" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c \
-    "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PACKAGES[*]} >/dev/null" >>"$new.log" 2>&1 ||
+  install_packages "$new" >>"$new.log" 2>&1 ||
     die "installing packages in the root failed; its log: $new.log"
   echo "$id" >"$new/.prism-root"
   rm -rf "$ROOT" "$new.log"
   mv "$new" "$ROOT"
-  log "root ready: $(chroot "$ROOT" dpkg-query -W -f='libtorch-dev ${Version}' libtorch-dev)"
+  log "root ready: $(root_summary)"
 }
 
 sync_go() {
@@ -193,6 +213,11 @@ host_modules() {
   (cd "$here" && GOWORK=off GOFLAGS=-mod=mod go mod download) >/dev/null ||
     die "go mod download failed on the host"
 }
+
+# Sourced (by scripts/debian13-cuda.sh): functions only.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+  return 0
+fi
 
 cmd=${1:-test}
 shift || true
