@@ -58,44 +58,12 @@ func run() error {
 	b.WriteString("Both sides of each comparison ran in the same command on the same machine. See bench/NOTES.md for what the time goes to and what changed it.\n\n")
 	b.WriteString("| figure | prism | baseline | ratio | target | status |\n| --- | --- | --- | --- | --- | --- |\n")
 
-	var train struct {
-		Machine struct {
-			CPU   string `json:"cpu"`
-			Cores int    `json:"cores"`
-			Torch struct {
-				Version string `json:"libtorch_version"`
-				BLAS    string `json:"blas"`
-			} `json:"libtorch"`
-			Date string `json:"date"`
-		} `json:"machine"`
-		Threads int     `json:"threads"`
-		Peak    float64 `json:"matmul_peak_gflops"`
-		Results []struct {
-			Shape struct {
-				Name string `json:"Name"`
-			} `json:"shape"`
-			Prism   side    `json:"prism"`
-			PyTorch side    `json:"pytorch_eager"`
-			Speedup float64 `json:"speedup_prism_over_pytorch"`
-			Target  float64 `json:"target_speedup"`
-			Met     bool    `json:"target_met"`
-			LossErr float64 `json:"max_loss_rel_diff"`
-		} `json:"results"`
-	}
-	var machine string
-	if ok, err := read(filepath.Join(*dir, "train.json"), &train); err != nil {
+	machine, err := trainRows(&b, filepath.Join(*dir, "train.json"), "")
+	if err != nil {
 		return err
-	} else if ok {
-		m := train.Machine
-		machine = fmt.Sprintf("%s, %d cores, libtorch %s, %s, %d threads, %s", m.CPU, m.Cores, m.Torch.Version, m.Torch.BLAS, train.Threads, m.Date)
-		for _, r := range train.Results {
-			fmt.Fprintf(&b, "| training step, %s (loss agrees to %.0e) | %.3f s | %.3f s (PyTorch eager) | %.2fx | ≥ %.1fx | %s |\n",
-				r.Shape.Name, r.LossErr, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, yes(r.Met))
-			if r.Shape.Name == "medium" {
-				fmt.Fprintf(&b, "| medium step, share of the %.0f GFLOP/s matmul peak | %.0f%% | %.0f%% | | ≥ 50%% | %s |\n",
-					train.Peak, 100*r.Prism.MFU, 100*r.PyTorch.MFU, yes(r.Prism.MFU >= 0.5))
-			}
-		}
+	}
+	if _, err := trainRows(&b, filepath.Join(*dir, "train-bf16-libtorch2.6.json"), "bf16 on libtorch 2.6, "); err != nil {
+		return err
 	}
 	var dec struct {
 		Throughput map[string]struct {
@@ -215,4 +183,54 @@ func run() error {
 		fmt.Fprintf(&b, "\nMachine: %s.\n", machine)
 	}
 	return fsutil.WriteFileAtomic(filepath.Join(*dir, "README.md"), []byte(b.String()))
+}
+
+// trainRows adds the rows of a training-step result file (bench/train's
+// JSON) to b, each figure's name prefixed by label, and returns the
+// machine it ran on ("" when the file is not there).
+func trainRows(b *strings.Builder, path, label string) (string, error) {
+	var train struct {
+		Machine struct {
+			CPU   string `json:"cpu"`
+			Cores int    `json:"cores"`
+			Torch struct {
+				Version string `json:"libtorch_version"`
+				BLAS    string `json:"blas"`
+			} `json:"libtorch"`
+			Date string `json:"date"`
+		} `json:"machine"`
+		Threads   int     `json:"threads"`
+		Peak      float64 `json:"matmul_peak_gflops"`
+		Precision string  `json:"precision"`
+		Results   []struct {
+			Shape struct {
+				Name string `json:"Name"`
+			} `json:"shape"`
+			Prism   side    `json:"prism"`
+			PyTorch side    `json:"pytorch_eager"`
+			Speedup float64 `json:"speedup_prism_over_pytorch"`
+			Target  float64 `json:"target_speedup"`
+			Met     bool    `json:"target_met"`
+			LossErr float64 `json:"max_loss_rel_diff"`
+		} `json:"results"`
+	}
+	ok, err := read(path, &train)
+	if err != nil || !ok {
+		return "", err
+	}
+	m := train.Machine
+	baseline := "PyTorch eager"
+	if train.Precision == "bf16" {
+		baseline = "PyTorch eager, bf16"
+	}
+	for _, r := range train.Results {
+		fmt.Fprintf(b, "| training step, %s%s (loss agrees to %.0e) | %.3f s | %.3f s (%s) | %.2fx | ≥ %.1fx | %s |\n",
+			label, r.Shape.Name, r.LossErr, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, baseline, r.Speedup, r.Target, yes(r.Met))
+		if r.Shape.Name == "medium" && train.Precision != "bf16" {
+			// The peak is float32's: a bf16 step's share of it says nothing.
+			fmt.Fprintf(b, "| medium step, share of the %.0f GFLOP/s matmul peak | %.0f%% | %.0f%% | | ≥ 50%% | %s |\n",
+				train.Peak, 100*r.Prism.MFU, 100*r.PyTorch.MFU, yes(r.Prism.MFU >= 0.5))
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, libtorch %s, %s, %d threads, %s", m.CPU, m.Cores, m.Torch.Version, m.Torch.BLAS, train.Threads, m.Date), nil
 }
