@@ -3,6 +3,7 @@ package trainer
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"prism/configs"
 	"prism/internal/torch"
@@ -50,6 +51,9 @@ func resolve(cfg *configs.Config) (*spec, error) {
 		return nil, fmt.Errorf("model.attention: %w", err)
 	}
 	sp.precision = models.Precision(cfg.Model.Precision)
+	if err := sp.checkOverlap(); err != nil {
+		return nil, err
+	}
 	return sp, nil
 }
 
@@ -103,4 +107,57 @@ func (sp *spec) tokenizerDir() string {
 		return sp.cfg.Data.Tokenizer
 	}
 	return sp.cfg.Model.Path
+}
+
+// runOutputs are what a run writes below its folder: replaced, pruned or
+// appended to as the run goes.
+var runOutputs = []string{"model", "adapter", "checkpoints", "decomposition", "metrics.jsonl", "config.yaml", "run.log"}
+
+// checkOverlap refuses a run whose outputs would overwrite or prune one of
+// its inputs (a base model at run.dir/model is replaced by the trained one
+// at the end; one under run.dir/checkpoints is pruned mid-run), before any
+// work starts.
+func (sp *spec) checkOverlap() error {
+	c := sp.cfg
+	inputs := []struct{ key, path string }{
+		{"model.path", c.Model.Path}, {"data.tokenizer", c.Data.Tokenizer},
+		{"decomposition.policy_model", c.Decomposition.PolicyModel}, {"data.eval", c.Data.Eval},
+	}
+	if sp.source.Kind == configs.SourceFile {
+		inputs = append(inputs, struct{ key, path string }{"data.train", sp.source.Path})
+	}
+	run := realPath(c.Run.Dir)
+	for _, in := range inputs {
+		if in.path == "" {
+			continue
+		}
+		p := realPath(in.path)
+		for _, out := range runOutputs {
+			o := filepath.Join(run, out)
+			if p == o || strings.HasPrefix(p, o+string(filepath.Separator)) {
+				return fmt.Errorf("%s %s is inside the run folder's %s, which the run writes: choose another run.dir or move the input", in.key, in.path, filepath.Join(c.Run.Dir, out))
+			}
+		}
+	}
+	return nil
+}
+
+// realPath is path made absolute with its symbolic links resolved, as far
+// as it exists.
+func realPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return filepath.Clean(path)
+	}
+	// Resolve the longest existing prefix; what does not exist yet stays.
+	rest := ""
+	for p := abs; ; p = filepath.Dir(p) {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if filepath.Dir(p) == p {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+	}
 }

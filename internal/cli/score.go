@@ -47,7 +47,7 @@ are truncated to their first tokens, with a warning, or refused with
 	cmd.Flags().StringVar(&o.model, "model", "", "reward model folder (Hugging Face format)")
 	cmd.Flags().StringVar(&o.input, "input", "", `JSON Lines of {"input_ids": [...]}, {"prompt", "response"} or {"messages"}`)
 	cmd.Flags().StringVar(&o.tokenizer, "tokenizer", "", "tokenizer folder for text rows (default: --model)")
-	cmd.Flags().StringVar(&o.output, "output", "", "output JSON Lines (default: stdout)")
+	cmd.Flags().StringVar(&o.output, "output", "", "output JSON Lines: a regular file (replaced atomically; a symbolic link's target is replaced) or - for stdout (default: stdout)")
 	cmd.Flags().IntVar(&o.batch, "batch-size", 32, "sequences per forward pass")
 	o.length.register(cmd, overTruncate, "")
 	o.template.register(cmd)
@@ -62,6 +62,12 @@ func runScore(g *globals, o scoreOptions, stdout io.Writer) error {
 	}
 	if o.batch < 1 {
 		return fmt.Errorf("--batch-size %d: want at least 1", o.batch)
+	}
+	if o.output != "" && o.output != "-" {
+		// Refused before any work: --output replaces only a regular file.
+		if err := fsutil.CheckFileTarget(o.output); err != nil {
+			return fmt.Errorf("--output: %w", err)
+		}
 	}
 	rows, lines, err := readScoreRows(o.input, o.encoder())
 	if err != nil {
@@ -139,7 +145,7 @@ func (o *scoreOptions) write(stdout io.Writer, rewards []float64) error {
 		b, _ := json.Marshal(map[string]float64{"reward": r})
 		buf.Write(append(b, '\n'))
 	}
-	if o.output == "" {
+	if o.output == "" || o.output == "-" {
 		_, err := stdout.Write(buf.Bytes())
 		return err
 	}

@@ -6,9 +6,70 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// ErrNotReplaceable marks an output path that prism will not replace: a
+// folder where a file goes, a file where a folder goes, a device, a FIFO,
+// a socket, or a symbolic link that leads to none of what is expected.
+var ErrNotReplaceable = errors.New("prism replaces only regular files and its own folders")
+
+// fileTarget is where an atomic write of path lands: path itself when it
+// is missing or a regular file, or, for a symbolic link, the file it leads
+// to (followed on purpose: the link stays and its target is replaced, so a
+// link into a results folder keeps working). Anything else is refused
+// before a byte is written: renaming over it would replace a device (as
+// root, /dev/null or /dev/full) or a folder with a regular file.
+func fileTarget(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		resolved, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return "", fmt.Errorf("%s is a symbolic link that leads nowhere usable (%v): %w", path, err, ErrNotReplaceable)
+		}
+		if fi, err = os.Stat(resolved); err != nil {
+			return "", err
+		}
+		path = resolved
+	}
+	switch {
+	case fi.IsDir():
+		return "", fmt.Errorf("%s is a folder, not a file: %w", path, ErrNotReplaceable)
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("%s is not a regular file (%s): %w", path, kind(fi.Mode()), ErrNotReplaceable)
+	}
+	return path, nil
+}
+
+// kind names a file mode for people.
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "mode " + m.String()
+}
+
+// CheckFileTarget says whether WriteFileAtomic may write path, before any
+// work is done.
+func CheckFileTarget(path string) error {
+	_, err := fileTarget(path)
+	return err
+}
 
 // WriteFileSync writes data to path and fsyncs it. It is for files inside a
 // folder that WriteDirAtomic publishes; use WriteFileAtomic for a file that
@@ -30,8 +91,13 @@ func WriteFileSync(path string, data []byte) error {
 }
 
 // WriteFileAtomic replaces path with data: readers see the old file or the
-// new one, never a part.
+// new one, never a part. Only regular files are replaced; a symbolic link's
+// target is (see fileTarget).
 func WriteFileAtomic(path string, data []byte) error {
+	path, err := fileTarget(path)
+	if err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -65,8 +131,18 @@ func WriteFileAtomic(path string, data []byte) error {
 
 // WriteDirAtomic builds a folder with fill, in a temporary folder next to
 // dir, then puts it in place of dir. If fill or any step fails, the
-// temporary folder is removed and dir is left as it was.
+// temporary folder is removed and dir is left as it was. dir must be
+// missing or a real folder: a file or a symbolic link there is refused
+// before fill runs, since replacing it would delete what it is or leads
+// to from the user's point of view.
 func WriteDirAtomic(dir string, fill func(tmp string) error) error {
+	if fi, err := os.Lstat(dir); err == nil && (fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir()) {
+		what := "a file"
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			what = "a symbolic link"
+		}
+		return fmt.Errorf("%s is %s, not a folder prism can replace: %w", dir, what, ErrNotReplaceable)
+	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
