@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
+	"prism/internal/fsutil"
 	"reflect"
 	"regexp"
 	"sort"
@@ -169,7 +169,7 @@ func Load(path string, sets []string, environ []string) (*Config, error) {
 	name, b := "defaults", []byte(nil)
 	if path != "" {
 		var err error
-		if b, err = os.ReadFile(path); err != nil {
+		if b, err = fsutil.ReadFile(path, fsutil.CapConfig); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		name = path

@@ -9,7 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
+	"prism/internal/fsutil"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -80,7 +80,7 @@ type tokenRow struct {
 // names the file, the line and the field. vocab bounds the ids (0: no
 // bound).
 func ReadTokenPairs(path string, vocab int) ([]Pair, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

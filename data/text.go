@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+	"prism/internal/fsutil"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,7 +145,7 @@ func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) 
 	if opt.Keys == (Keys{}) {
 		opt.Keys = DefaultKeys
 	}
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, ReadStats{}, err
 	}

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
+	"prism/internal/fsutil"
 	"reflect"
 	"sort"
 	"strings"
@@ -161,7 +161,7 @@ func jsonKind(k reflect.Kind) string {
 
 // LoadConfig reads a config.json file.
 func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFile(path, fsutil.CapConfig)
 	if err != nil {
 		return nil, err
 	}

@@ -145,7 +145,7 @@ func LoadWith(dir string, device gotch.Device, rng *rand.Rand, opt LoadOptions) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, statsFile)); err == nil {
+	if b, err := fsutil.ReadFile(filepath.Join(dir, statsFile), fsutil.CapConfig); err == nil {
 		var st Stats
 		if err := json.Unmarshal(b, &st); err != nil {
 			m.Drop()

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
+	"prism/internal/fsutil"
 	"syscall"
 
 	"prism/configs"
@@ -184,7 +184,7 @@ func MakePlan(cfg *configs.Config) (*Plan, error) {
 }
 
 func countLines(path string) (int, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return 0, err
 	}

@@ -206,7 +206,7 @@ func (r *run) trimMetrics(resumed bool) error {
 // trimMetricsToStep drops the lines past step: checkpoints from before
 // metrics_bytes.
 func trimMetricsToStep(path string, step int) error {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFile(path, fsutil.CapState)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func (r *run) tokenizerFiles() map[string][]byte {
 	}
 	out := map[string][]byte{}
 	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+		if b, err := fsutil.ReadFile(filepath.Join(dir, name), fsutil.CapTokenizer); err == nil {
 			out[name] = b
 		}
 	}

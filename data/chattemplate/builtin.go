@@ -3,7 +3,7 @@ package chattemplate
 import (
 	"errors"
 	"fmt"
-	"os"
+	"prism/internal/fsutil"
 	"sort"
 	"strings"
 )
@@ -91,7 +91,7 @@ func LoadConfigWith(dir string, o Override) (*Config, error) {
 		cfg.Template = src
 		return cfg, compiles(src, "built-in template "+o.Builtin)
 	}
-	src, err := os.ReadFile(o.File)
+	src, err := fsutil.ReadFile(o.File, fsutil.CapConfig)
 	if err != nil {
 		return nil, fmt.Errorf("chattemplate: template file: %w", err)
 	}

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
+	"prism/internal/fsutil"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -31,7 +31,7 @@ type Config struct {
 // objects ({"content": ...}) or null.
 func LoadConfig(dir string) (*Config, error) {
 	path := filepath.Join(dir, "tokenizer_config.json")
-	raw, err := os.ReadFile(path)
+	raw, err := fsutil.ReadFile(path, fsutil.CapTokenizer)
 	if err != nil {
 		return nil, fmt.Errorf("chattemplate: %w", err)
 	}
@@ -50,7 +50,7 @@ func LoadConfig(dir string) (*Config, error) {
 	}
 
 	jinjaPath := filepath.Join(dir, "chat_template.jinja")
-	switch src, err := os.ReadFile(jinjaPath); {
+	switch src, err := fsutil.ReadFile(jinjaPath, fsutil.CapConfig); {
 	case err == nil:
 		cfg.Template = string(src)
 		return cfg, compiles(cfg.Template, jinjaPath)
@@ -166,7 +166,7 @@ func jsonKind(raw json.RawMessage) string {
 // tokenizer_config.json; a folder without one has neither.
 func loadTokens(dir string) (*Config, error) {
 	path := filepath.Join(dir, "tokenizer_config.json")
-	raw, err := os.ReadFile(path)
+	raw, err := fsutil.ReadFile(path, fsutil.CapTokenizer)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Config{}, nil
 	}

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"prism/internal/fsutil"
 	"strings"
 
 	"prism/data"
@@ -138,7 +138,7 @@ func IsTokenFile(path string) (bool, error) {
 	if strings.HasSuffix(strings.ToLower(path), ".parquet") {
 		return false, nil
 	}
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return false, err
 	}

@@ -58,6 +58,9 @@ small prompt-free gap.`,
 				return fmt.Errorf("--threads %d: want 0 (all cores) or a positive count", g.threads)
 			}
 			if _, err := torch.Setup(g.threads); err != nil {
+				if g.threadsSet {
+					return fmt.Errorf("--threads: %w", err)
+				}
 				return err
 			}
 			switch cmd.Name() {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"unicode/utf8"
 
@@ -157,7 +156,7 @@ func (o *scoreOptions) write(stdout io.Writer, rewards []float64) error {
 // rendered and tokenised with the encoder that enc returns (loaded on
 // first use). It returns the ids and each row's line.
 func readScoreRows(path string, enc func() (*encode.Encoder, error)) ([][]int64, []int, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"prism/internal/fsutil"
 
 	"github.com/spf13/cobra"
 
@@ -163,7 +163,7 @@ func (o *chatTemplateOptions) config() (*chattemplate.Config, error) {
 		}
 	}
 	if o.templateFile != "" {
-		b, err := os.ReadFile(o.templateFile)
+		b, err := fsutil.ReadFile(o.templateFile, fsutil.CapConfig)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"prism/internal/fsutil"
 )
 
 // File is an open safetensors file whose header has been validated. Its
@@ -18,7 +19,7 @@ type File struct {
 // Open opens the file at path and validates its header. The tensor data is
 // read only on demand, by ReadRaw.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"prism/internal/fsutil"
 	"strings"
 )
 
@@ -21,7 +21,7 @@ const maxIndexSize = MaxHeaderSize
 // and ignored; any other key is an error. Errors for malformed indexes wrap
 // ErrInvalid.
 func ReadIndex(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -35,11 +35,20 @@ func Setup(threads int) (int, error) {
 				return 0, fmt.Errorf("PRISM_THREADS=%q: want a positive integer", s)
 			}
 			threads = n
+			if most := MaxThreads(); n > most {
+				return 0, fmt.Errorf("PRISM_THREADS=%d: at most %d threads (4 × this machine's %d cores)", n, most, runtime.NumCPU())
+			}
 		}
+	}
+	if most := MaxThreads(); threads > most {
+		return 0, fmt.Errorf("%d threads: at most %d (4 × this machine's %d cores; more only adds contention, and tens of thousands deadlock libtorch)", threads, most, runtime.NumCPU())
 	}
 	libtch.AtSetNumThreads(threads)
 	return libtch.AtGetNumThreads(), nil
 }
+
+// MaxThreads is the most intra-op threads Setup accepts.
+func MaxThreads() int { return 4 * runtime.NumCPU() }
 
 // Info describes the libtorch prism runs on.
 type Info struct {

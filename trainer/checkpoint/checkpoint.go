@@ -200,7 +200,7 @@ func HashFile(path string) (FileEntry, error) {
 // Verify checks a checkpoint folder against its manifest and
 // returns its state.
 func Verify(dir string) (*State, error) {
-	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	mb, err := fsutil.ReadFile(filepath.Join(dir, ManifestFile), fsutil.CapConfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: no manifest: %v", ErrInvalid, dir, err)
 	}
@@ -221,7 +221,7 @@ func Verify(dir string) (*State, error) {
 			return nil, fmt.Errorf("%w: %s: %s does not match its checksum (size %d, want %d): the file is damaged", ErrInvalid, dir, f, got.Size, want.Size)
 		}
 	}
-	sb, err := os.ReadFile(filepath.Join(dir, StateFile))
+	sb, err := fsutil.ReadFile(filepath.Join(dir, StateFile), fsutil.CapState)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, dir, err)
 	}
