@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"prism/internal/torch"
 	"slices"
 	"sort"
 	"strings"
@@ -100,6 +101,9 @@ func LoadWith(dir string, device gotch.Device, rng *rand.Rand, opt LoadOptions) 
 			return fmt.Errorf("%s: tensor %q: %w", path, ti.Name, err)
 		}
 		weights[ti.Name] = t
+		if err := checkFinite(t); err != nil {
+			return fmt.Errorf("%s: tensor %q: %w", path, ti.Name, err)
+		}
 		return nil
 	}
 	for _, path := range files {
@@ -345,4 +349,24 @@ func hfConfig(c *Config) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
+}
+
+// checkFinite fails when t holds a NaN or an infinity: such a weight makes
+// every reward that reads it NaN, silently, so a model holding one is
+// refused at load with the tensor named.
+func checkFinite(t *ts.Tensor) (err error) {
+	defer torch.Pin()()
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, "checking the values")
+	ok := s.T(s.T(t.Isfinite(false)).All(false))
+	v, err := Float64s(ok)
+	torch.Check(err)
+	if v[0] == 0 {
+		bad := s.T(s.T(s.T(t.Isfinite(false)).LogicalNot(false)).Sum(gotch.Float, false))
+		n, err := Float64s(bad)
+		torch.Check(err)
+		return fmt.Errorf("%.0f of its values are NaN or infinite: the model cannot give finite rewards", n[0])
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package models
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -55,6 +56,27 @@ func TestBF16RewardsTrackFP32(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestNonFiniteWeightsAreRefused: a model folder whose weights hold a NaN
+// or an infinity is refused at load, naming the file and the tensor.
+func TestNonFiniteWeightsAreRefused(t *testing.T) {
+	c, err := Preset("tiny-llama")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+		vals := RandomInit(c, rand.New(rand.NewPCG(1, 1)))
+		vals["score.weight"][3] = bad
+		dir := t.TempDir()
+		if err := SaveValues(dir, c, vals, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := Load(dir, gotch.CPU, nil)
+		if err == nil || !strings.Contains(err.Error(), `tensor "score.weight"`) || !strings.Contains(err.Error(), "1 of its values are NaN or infinite") {
+			t.Errorf("a score head holding %v: %v", bad, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@
 package analysis
 
 import (
+	"fmt"
 	"math"
 
 	"prism/data"
@@ -43,10 +44,21 @@ type Metrics struct {
 
 // ScorePairs returns the rewards of every pair's chosen and rejected
 // sequence.
+// A reward that is NaN or infinite is an error naming the pair: it would
+// make every metric NaN, or JSON output impossible, far from its cause.
 func ScorePairs(score ScoreFunc, pairs []data.Pair) (chosen, rejected []float64, err error) {
 	r, err := score(data.Stack(pairs))
 	if err != nil {
 		return nil, nil, err
+	}
+	for i, x := range r {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			side, k := "chosen", i
+			if i >= len(pairs) {
+				side, k = "rejected", i-len(pairs)
+			}
+			return nil, nil, fmt.Errorf("pair %d (id %d): the %s reward is %v: the model's config or weights overflow", k, pairs[k].ID, side, x)
+		}
 	}
 	return r[:len(pairs)], r[len(pairs):], nil
 }

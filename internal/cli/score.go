@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"unicode/utf8"
 
@@ -94,6 +95,11 @@ func runScore(g *globals, o scoreOptions, stdout io.Writer) error {
 	rewards, err := m.Score(rows, o.batch)
 	if err != nil {
 		return err
+	}
+	for i, r := range rewards {
+		if math.IsNaN(r) || math.IsInf(r, 0) {
+			return fmt.Errorf("%s:%d: the reward is %v under the model %s (its config or weights overflow): nothing was written", o.input, lines[i], r, o.model)
+		}
 	}
 	return o.write(stdout, rewards)
 }
