@@ -212,6 +212,11 @@ func decode(name string, b []byte, sets, environ []string) (*Config, *source, er
 	if err := yaml.Unmarshal(b, &src.root); err != nil {
 		return nil, nil, fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
 	}
+	if line := secondDocument(b); line > 0 {
+		// yaml.Unmarshal and viper read the first document only: the rest
+		// would be ignored without a word.
+		return nil, nil, fmt.Errorf("%w: %s:%d: a second YAML document; an experiment file holds one", ErrInvalid, name, line)
+	}
 	if err := src.checkKeys(keys); err != nil {
 		return nil, nil, err
 	}
@@ -281,6 +286,10 @@ func strictNumbers(from, to reflect.Type, data any) (any, error) {
 		if f, ok := data.(float64); ok {
 			if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
 				return nil, fmt.Errorf("%v is not an integer", f)
+			}
+			// float64(MaxInt64) rounds up to 2^63, which does not fit.
+			if f >= math.MaxInt64 || f < math.MinInt64 || (to.Kind() != reflect.Int64 && to.Kind() != reflect.Int && (f > math.MaxInt32 || f < math.MinInt32)) {
+				return nil, fmt.Errorf("%v is out of range for an integer", f)
 			}
 			return int64(f), nil
 		}
@@ -505,4 +514,22 @@ func mapKeys(m map[string]bool) []string {
 // and its checkpoints; Parse reads it back.
 func (c *Config) YAML() ([]byte, error) {
 	return yaml.Marshal(c)
+}
+
+// secondDocument returns the line of a second YAML document in b (after a
+// "---" that follows content), or 0.
+func secondDocument(b []byte) int {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var first yaml.Node
+	if err := dec.Decode(&first); err != nil {
+		return 0
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err != nil {
+		return 0
+	}
+	if next.Line > 0 {
+		return next.Line
+	}
+	return 1
 }

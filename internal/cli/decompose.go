@@ -74,6 +74,12 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	if o.model == "" || o.data == "" {
 		return fmt.Errorf("--model and --data are required")
 	}
+	if o.batch < 1 {
+		return fmt.Errorf("--batch-size %d: want at least 1", o.batch)
+	}
+	if o.samples < 1 {
+		return fmt.Errorf("--samples %d: want at least 1 prompt per pair", o.samples)
+	}
 	m, err := o.place.load(g, o.model)
 	if err != nil {
 		return err

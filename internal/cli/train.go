@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -90,6 +91,9 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 
 // runTrain is `prism train`.
 func runTrain(ctx context.Context, g *globals, o trainOptions, stdout io.Writer) error {
+	if o.memoryGiB < 0 || math.IsNaN(o.memoryGiB) || math.IsInf(o.memoryGiB, 0) {
+		return fmt.Errorf("--memory-gib %v: want a positive size in GiB (or 0 for this machine's memory)", o.memoryGiB)
+	}
 	cfg, err := g.loadConfig(o.config, o.sets)
 	if err != nil {
 		return err
