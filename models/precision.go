@@ -26,15 +26,44 @@ const (
 	PrecisionBF16 Precision = "bf16"
 )
 
+// ResolvePrecision turns a model.precision value into a precision.
+func ResolvePrecision(name string) (Precision, error) {
+	switch p := Precision(name); p {
+	case "", PrecisionFP32:
+		return PrecisionFP32, nil
+	case PrecisionBF16:
+		return p, nil
+	}
+	return "", fmt.Errorf("precision %q: want fp32 or bf16", name)
+}
+
+// Compute is how a model computes: its attention and its precision,
+// resolved together wherever a model is loaded to run.
+type Compute struct {
+	Attention Attention
+	Precision Precision
+}
+
+// SetCompute sets the model's attention and precision.
+func (m *RewardModel) SetCompute(c Compute) error {
+	if err := m.SetAttention(c.Attention); err != nil {
+		return err
+	}
+	return m.SetPrecision(c.Precision)
+}
+
+// SetCompute sets the policy's attention and precision.
+func (lm *CausalLM) SetCompute(c Compute) error { return lm.decoder.SetCompute(c) }
+
 // SetPrecision chooses the dtype the model computes in (fp32 by default).
 func (m *RewardModel) SetPrecision(p Precision) error {
-	switch p {
-	case PrecisionFP32, "":
-		m.compute = gotch.Float
-	case PrecisionBF16:
+	p, err := ResolvePrecision(string(p))
+	if err != nil {
+		return err
+	}
+	m.compute = gotch.Float
+	if p == PrecisionBF16 {
 		m.compute = gotch.BFloat16
-	default:
-		return fmt.Errorf("precision %q: want fp32 or bf16", p)
 	}
 	return nil
 }

@@ -146,7 +146,7 @@ func (r *run) finish(interrupted bool) (*Result, error) {
 func (r *run) saveModel(res *Result) error {
 	res.ModelDir = filepath.Join(r.cfg.Run.Dir, "model")
 	stats := &models.Stats{Extra: map[string]any{"steps": r.state.Step, "trainer": "prism",
-		"device": torch.DeviceName(r.device), "attention": r.attention, "precision": r.precision}}
+		"device": torch.DeviceName(r.device), "attention": r.compute.Attention, "precision": r.compute.Precision}}
 	if res.Eval != nil {
 		stats.RewardMean, stats.RewardStd = res.Eval.RewardMean, res.Eval.RewardStd
 	}

@@ -44,10 +44,7 @@ func (r *run) setup() error {
 		if r.policy, err = models.LoadCausalLM(d.PolicyModel, r.device); err != nil {
 			return fmt.Errorf("decomposition.policy_model: %w", err)
 		}
-		if err := r.policy.SetAttention(r.attention); err != nil {
-			return err
-		}
-		if err := r.policy.SetPrecision(r.precision); err != nil {
+		if err := r.policy.SetCompute(r.compute); err != nil {
 			return err
 		}
 		if r.policy.Config().VocabSize != r.model.Config.VocabSize {
@@ -111,11 +108,8 @@ func (r *run) loadModel() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := r.model.SetAttention(r.attention); err != nil {
+	if err := r.model.SetCompute(r.compute); err != nil {
 		return err
-	}
-	if err := r.model.SetPrecision(r.precision); err != nil {
-		return fmt.Errorf("model.precision: %w", err)
 	}
 	if c.Train.LoRARank > 0 {
 		err = r.enableLoRA()
@@ -248,6 +242,6 @@ func (r *run) start() error {
 	for _, p := range r.trained {
 		trainedN += p.Numel()
 	}
-	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "device", torch.DeviceName(r.device), "attention", r.attention, "precision", r.precision, "ranks", r.world())
+	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "device", torch.DeviceName(r.device), "attention", r.compute.Attention, "precision", r.compute.Precision, "ranks", r.world())
 	return nil
 }

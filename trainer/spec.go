@@ -19,10 +19,9 @@ type spec struct {
 	source configs.Source
 	// device and dtype are where and in what the run's tensors live:
 	// decided here, once, and passed down.
-	device    torch.Device
-	dtype     torch.DType
-	attention models.Attention
-	precision models.Precision
+	device  torch.Device
+	dtype   torch.DType
+	compute models.Compute
 }
 
 // resolve reads the model's config (a preset, or model.path's
@@ -47,10 +46,12 @@ func resolve(cfg *configs.Config) (*spec, error) {
 	if sp.dtype, err = torch.ResolveDType(cfg.Model.DType); err != nil {
 		return nil, fmt.Errorf("model.dtype: %w", err)
 	}
-	if sp.attention, err = models.ResolveAttention(cfg.Model.Attention); err != nil {
+	if sp.compute.Attention, err = models.ResolveAttention(cfg.Model.Attention); err != nil {
 		return nil, fmt.Errorf("model.attention: %w", err)
 	}
-	sp.precision = models.Precision(cfg.Model.Precision)
+	if sp.compute.Precision, err = models.ResolvePrecision(cfg.Model.Precision); err != nil {
+		return nil, fmt.Errorf("model.precision: %w", err)
+	}
 	if err := sp.checkOverlap(); err != nil {
 		return nil, err
 	}

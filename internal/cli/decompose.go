@@ -116,10 +116,7 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 // response does not fit: every response is scored under every prompt of
 // the pool, and cutting either would change what the estimator measures.
 func (o *decomposeOptions) readPairs(g *globals, m *models.RewardModel) (pairs []data.Pair, pool [][]int64, err error) {
-	tok := o.tokenizer
-	if tok == "" {
-		tok = o.model
-	}
+	tok := tokenizerDir(o.tokenizer, o.model)
 	read := func(path string) ([]data.Pair, error) {
 		ps, _, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{}, o.template.options())
 		return ps, err

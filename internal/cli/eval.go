@@ -86,10 +86,7 @@ func (o *evalOptions) loadAndScore(g *globals) (*evalRun, error) {
 	if r.maxLength, err = o.length.limit(g, m); err != nil {
 		return fail(err)
 	}
-	tok := o.tokenizer
-	if tok == "" {
-		tok = o.model
-	}
+	tok := tokenizerDir(o.tokenizer, o.model)
 	for _, path := range o.data {
 		pairs, st, err := encode.ReadFile(path, tok, m.Config.VocabSize, data.ReadOptions{SkipInvalid: o.skipInvalid}, o.template.options())
 		if err != nil {

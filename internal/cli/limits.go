@@ -92,23 +92,26 @@ func (f *modelFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.precision, "precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 weights and activations; rewards in float32)")
 }
 
-// placement resolves --device and --attention.
-func (f *modelFlags) placement() (torch.Device, models.Attention, error) {
+// placement resolves --device, --attention and --precision.
+func (f *modelFlags) placement() (torch.Device, models.Compute, error) {
+	var c models.Compute
 	dev, err := torch.ResolveDevice(f.device)
 	if err != nil {
-		return dev, "", fmt.Errorf("--device: %w", err)
+		return dev, c, fmt.Errorf("--device: %w", err)
 	}
-	att, err := models.ResolveAttention(f.attention)
-	if err != nil {
-		return dev, "", fmt.Errorf("--attention: %w", err)
+	if c.Attention, err = models.ResolveAttention(f.attention); err != nil {
+		return dev, c, fmt.Errorf("--attention: %w", err)
 	}
-	return dev, att, nil
+	if c.Precision, err = models.ResolvePrecision(f.precision); err != nil {
+		return dev, c, fmt.Errorf("--precision: %w", err)
+	}
+	return dev, c, nil
 }
 
-// load reads the reward model in dir onto the chosen device, with the
-// chosen attention.
+// load reads the reward model in dir onto the chosen device, computing
+// as chosen.
 func (f *modelFlags) load(g *globals, dir string) (*models.RewardModel, error) {
-	dev, att, err := f.placement()
+	dev, c, err := f.placement()
 	if err != nil {
 		return nil, err
 	}
@@ -116,20 +119,16 @@ func (f *modelFlags) load(g *globals, dir string) (*models.RewardModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.SetAttention(att); err != nil {
+	if err := m.SetCompute(c); err != nil {
 		m.Drop()
 		return nil, err
-	}
-	if err := m.SetPrecision(models.Precision(f.precision)); err != nil {
-		m.Drop()
-		return nil, fmt.Errorf("--precision: %w", err)
 	}
 	return m, nil
 }
 
 // loadPolicy reads the causal LM in dir likewise.
 func (f *modelFlags) loadPolicy(dir string) (*models.CausalLM, error) {
-	dev, att, err := f.placement()
+	dev, c, err := f.placement()
 	if err != nil {
 		return nil, err
 	}
@@ -137,13 +136,18 @@ func (f *modelFlags) loadPolicy(dir string) (*models.CausalLM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lm.SetAttention(att); err != nil {
+	if err := lm.SetCompute(c); err != nil {
 		lm.Drop()
 		return nil, err
 	}
-	if err := lm.SetPrecision(models.Precision(f.precision)); err != nil {
-		lm.Drop()
-		return nil, fmt.Errorf("--precision: %w", err)
-	}
 	return lm, nil
+}
+
+// tokenizerDir is the tokenizer folder of text input: --tokenizer, or the
+// model's own folder.
+func tokenizerDir(tokenizer, model string) string {
+	if tokenizer != "" {
+		return tokenizer
+	}
+	return model
 }

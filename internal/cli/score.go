@@ -107,10 +107,7 @@ func runScore(g *globals, o scoreOptions, stdout io.Writer) error {
 // encoder returns the loader of the tokenizer for text rows: it loads on
 // first use, so token-id input needs no tokenizer.
 func (o *scoreOptions) encoder() func() (*encode.Encoder, error) {
-	tok := o.tokenizer
-	if tok == "" {
-		tok = o.model
-	}
+	tok := tokenizerDir(o.tokenizer, o.model)
 	var encoder *encode.Encoder
 	return func() (*encode.Encoder, error) {
 		if encoder == nil {
