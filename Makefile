@@ -8,14 +8,12 @@ export LIBTORCH
 # bash for pipefail in `make test`.
 SHELL    := /bin/bash
 
-# The official CUDA libtorch that Dockerfile.cuda installs. Its SHA-256 is an
-# input (LIBTORCH_CUDA_SHA256): take it from the download page you trust.
-LIBTORCH_CUDA_VERSION := 2.1.0
-LIBTORCH_CUDA_VARIANT := cu121
-LIBTORCH_CUDA_SHA256  ?=
-GO_VERSION            := 1.26.8
+# The PyTorch CUDA image Dockerfile.cuda builds on (-devel) and runs in
+# (-runtime); prism links the libtorch inside its PyTorch.
+PYTORCH_CUDA_IMAGE := pytorch/pytorch:2.6.0-cuda12.4-cudnn9
+GO_VERSION         := 1.26.8
 
-.PHONY: all setup deps build test test-debian13 check-cuda-build fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test test-debian13 check-cuda-build gpu-check fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -56,6 +54,13 @@ test-debian13:
 CUDA_BUILD_RESULT ?= bench/results/cuda-build.json
 check-cuda-build:
 	PRISM_CUDA_RESULT=$(abspath $(CUDA_BUILD_RESULT)) ./scripts/debian13-cuda.sh check
+
+# gpu-check is the one command to run on a GPU machine (scripts/gpu-check.sh
+# --help): build against its PyTorch, parity with transformers, throughput,
+# memory; writes bench/results/gpu-<card>.json. GPU_CHECK_FLAGS passes
+# options, e.g. --rehearse for the CPU rehearsal.
+gpu-check:
+	./scripts/gpu-check.sh $(GPU_CHECK_FLAGS)
 
 # fixtures remakes testdata/tokenizers/llama3-shape and the golden ids of
 # the committed tokenizers with Hugging Face's tokenizers and
@@ -135,11 +140,8 @@ bench-smoke: setup
 	$(GO) run ./bench/dist -smoke -prism bin/prism
 
 docker-cuda:
-	@test -n "$(LIBTORCH_CUDA_SHA256)" || { echo "set LIBTORCH_CUDA_SHA256 to the SHA-256 of libtorch-cxx11-abi-shared-with-deps-$(LIBTORCH_CUDA_VERSION)+$(LIBTORCH_CUDA_VARIANT).zip" >&2; exit 1; }
 	docker build -f Dockerfile.cuda \
-		--build-arg LIBTORCH_VERSION=$(LIBTORCH_CUDA_VERSION) \
-		--build-arg LIBTORCH_VARIANT=$(LIBTORCH_CUDA_VARIANT) \
-		--build-arg LIBTORCH_SHA256=$(LIBTORCH_CUDA_SHA256) \
+		--build-arg PYTORCH_IMAGE=$(PYTORCH_CUDA_IMAGE) \
 		--build-arg GO_VERSION=$(GO_VERSION) \
 		-t prism:cuda .
 

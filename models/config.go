@@ -59,7 +59,7 @@ var ErrConfig = errors.New("unsupported model config")
 var (
 	handled = []string{"model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size",
 		"num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
-		"rope_theta", "rope_scaling", "max_position_embeddings", "sliding_window", "tie_word_embeddings",
+		"rope_theta", "rope_scaling", "rope_parameters", "max_position_embeddings", "sliding_window", "tie_word_embeddings",
 		"hidden_act", "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range", "torch_dtype",
 		"num_labels", "attention_bias", "mlp_bias", "attention_dropout", "pretraining_tp", "dtype"}
 	ignored = []string{"_name_or_path", "transformers_version", "use_cache", "id2label", "label2id",
@@ -86,6 +86,9 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return nil, fmt.Errorf("%w: %s: unsupported field %q (prism supports Llama and Mistral configs)", ErrConfig, name, unknown[0])
+	}
+	if err := ropeParameters(raw, name); err != nil {
+		return nil, err
 	}
 	// rope_scaling names its type "rope_type" (current) or "type" (older).
 	if rs, ok := raw["rope_scaling"]; ok && string(rs) != "null" {
@@ -140,6 +143,93 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &c, nil
+}
+
+// ropeParameters rewrites transformers 5's rope_parameters (rope_theta
+// and the scaling in one object, replacing rope_scaling and the top-level
+// rope_theta) into the older keys, which are then checked as usual.
+func ropeParameters(raw map[string]json.RawMessage, name string) error {
+	rp, ok := raw["rope_parameters"]
+	delete(raw, "rope_parameters")
+	if !ok || string(rp) == "null" {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(rp, &m); err != nil {
+		return fmt.Errorf("%w: %s: rope_parameters: %v", ErrConfig, name, err)
+	}
+	if rs, ok := raw["rope_scaling"]; ok && string(rs) != "null" {
+		return fmt.Errorf("%w: %s: both rope_parameters and rope_scaling are set (transformers 5 writes rope_parameters alone): keep one", ErrConfig, name)
+	}
+	if th, ok := m["rope_theta"]; ok {
+		if top, ok := raw["rope_theta"]; ok && string(top) != "null" && !sameNumber(top, th) {
+			return fmt.Errorf("%w: %s: rope_parameters.rope_theta = %s but rope_theta = %s", ErrConfig, name, th, top)
+		}
+		raw["rope_theta"] = th
+		delete(m, "rope_theta")
+	}
+	var typ string
+	if t, ok := m["rope_type"]; ok {
+		if err := json.Unmarshal(t, &typ); err != nil {
+			return fmt.Errorf("%w: %s: rope_parameters.rope_type: want a string, got %s", ErrConfig, name, t)
+		}
+	}
+	switch typ {
+	case "", "default":
+		delete(m, "rope_type")
+		for k := range m {
+			return fmt.Errorf("%w: %s: rope_parameters.%s is not supported with rope_type %q", ErrConfig, name, k, typ)
+		}
+	case "llama3":
+		for k := range m {
+			switch k {
+			case "rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings":
+			default:
+				return fmt.Errorf("%w: %s: rope_parameters.%s is not supported", ErrConfig, name, k)
+			}
+		}
+		b, _ := json.Marshal(m)
+		raw["rope_scaling"] = b
+	default:
+		return fmt.Errorf("%w: %s: rope_parameters.rope_type %q is not supported (default or llama3)", ErrConfig, name, typ)
+	}
+	return nil
+}
+
+// sameNumber says whether two JSON values are the same number.
+func sameNumber(a, b json.RawMessage) bool {
+	var x, y float64
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && x == y
+}
+
+// ShapeDiff names the first key on which c and o define different
+// networks ("" when they define the same one): the keys that decide what
+// a reward model computes, not labels, dtype or token ids.
+func (c *Config) ShapeDiff(o *Config) string {
+	rope := func(r *RopeScaling) string {
+		if r == nil {
+			return "none"
+		}
+		return fmt.Sprintf("%+v", *r)
+	}
+	for _, f := range []struct {
+		key  string
+		a, b any
+	}{
+		{"model_type", c.ModelType, o.ModelType}, {"vocab_size", c.VocabSize, o.VocabSize},
+		{"hidden_size", c.HiddenSize, o.HiddenSize}, {"intermediate_size", c.IntermediateSize, o.IntermediateSize},
+		{"num_hidden_layers", c.NumHiddenLayers, o.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads, o.NumAttentionHeads},
+		{"num_key_value_heads", c.NumKeyValueHeads, o.NumKeyValueHeads}, {"head_dim", c.HeadDim, o.HeadDim},
+		{"rms_norm_eps", c.RMSNormEps, o.RMSNormEps}, {"rope_theta", c.RopeTheta, o.RopeTheta},
+		{"rope_scaling", rope(c.RopeScaling), rope(o.RopeScaling)},
+		{"max_position_embeddings", c.MaxPositionEmbeddings, o.MaxPositionEmbeddings},
+		{"sliding_window", c.SlidingWindow, o.SlidingWindow}, {"hidden_act", c.HiddenAct, o.HiddenAct},
+	} {
+		if fmt.Sprint(f.a) != fmt.Sprint(f.b) {
+			return fmt.Sprintf("%s %v, not %v", f.key, f.a, f.b)
+		}
+	}
+	return ""
 }
 
 // jsonKind names what JSON value a Go kind takes.

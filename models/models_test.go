@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -304,6 +305,13 @@ func TestConfigErrors(t *testing.T) {
 		{`,"num_hidden_layers":4000000000}`, "num_hidden_layers"},
 		{`,"vocab_size":1000000000}`, "vocab_size"},
 		{`,"hidden_size":1048576,"intermediate_size":1048576,"num_hidden_layers":4096,"num_attention_heads":512,"num_key_value_heads":512}`, "parameters"},
+		// transformers 5's rope_parameters.
+		{`,"rope_parameters":{"rope_type":"yarn","factor":4}}`, `rope_type "yarn"`},
+		{`,"rope_parameters":{"rope_type":"default","factor":4}}`, "rope_parameters.factor"},
+		{`,"rope_parameters":{"rope_type":"default","rope_theta":5e5},"rope_theta":1e4}`, "rope_parameters.rope_theta"},
+		{`,"rope_parameters":{"rope_type":"default"},"rope_scaling":{"rope_type":"llama3"}}`, "both rope_parameters and rope_scaling"},
+		{`,"rope_parameters":[1]}`, "rope_parameters"},
+		{`,"rope_parameters":{"rope_type":"llama3","rope_theta":5e5,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64,"beta_fast":32}}`, "rope_parameters.beta_fast"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(base+tt.extra), "config.json")
@@ -311,8 +319,27 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrConfig naming %s and the file", tt.extra, err, tt.want)
 		}
 	}
+	// transformers 5 writes rope_theta and the scaling in rope_parameters:
+	// the same model as the older keys.
+	old, err := ParseConfig([]byte(base+`,"rope_theta":500000,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range []string{
+		`,"rope_parameters":{"rope_type":"llama3","rope_theta":500000,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`,
+		`,"rope_theta":500000.0,"rope_scaling":null,"rope_parameters":{"rope_type":"llama3","rope_theta":500000,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`,
+	} {
+		c, err := ParseConfig([]byte(base+extra), "config.json")
+		if err != nil || !reflect.DeepEqual(c, old) {
+			t.Errorf("%s: %v\n%+v\nwant %+v", extra, err, c, old)
+		}
+	}
+	c, err := ParseConfig([]byte(base+`,"rope_parameters":{"rope_type":"default","rope_theta":1000000.0}}`), "config.json")
+	if err != nil || c.RopeTheta != 1e6 || c.RopeScaling != nil {
+		t.Errorf("default rope_parameters: %v %+v", err, c)
+	}
 	// "type" is read as "rope_type" (older configs).
-	c, err := ParseConfig([]byte(base+`,"rope_scaling":{"type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`), "config.json")
+	c, err = ParseConfig([]byte(base+`,"rope_scaling":{"type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}`), "config.json")
 	if err != nil || c.RopeScaling == nil || c.RopeScaling.Type != "llama3" {
 		t.Fatalf("rope_scaling with type: %v %+v", err, c)
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"prism/configs"
+	"prism/internal/torch"
 	"prism/models"
 )
 
@@ -33,10 +34,10 @@ type Plan struct {
 }
 
 // MemoryPlan estimates the memory of one training process (every rank of
-// a data-parallel run holds the same) in bytes, fp32 throughout as prism
-// trains today: weights 4 bytes per parameter, gradients 4 and AdamW's two
-// moments 8 per trained parameter, and the activations autograd keeps for
-// one micro-batch of max_length tokens.
+// a data-parallel run holds the same) in bytes: float32 weights, 4 bytes
+// per parameter (in bf16 too: they are the master weights), gradients 4
+// and AdamW's two moments 8 per trained parameter, and the activations
+// autograd keeps for one micro-batch of max_length tokens.
 type MemoryPlan struct {
 	// Static is weights + gradients + optimizer state.
 	Static int64
@@ -50,8 +51,10 @@ type MemoryPlan struct {
 	LoRA                   bool
 	LoRARank               int
 	LoRAParams, LoRAStatic int64
-	// MicroBatch (pairs) and MaxLength (tokens) size the activations.
+	// MicroBatch (pairs) and MaxLength (tokens) size the activations;
+	// BF16 says they are bfloat16 (model.precision bf16).
 	MicroBatch, MaxLength int
+	BF16                  bool
 	// Device is what the plan is checked against and DeviceBytes its
 	// memory (0: unknown).
 	Device      string
@@ -79,23 +82,34 @@ func activationBytes(c *models.Config, T int64) (perLayerPerToken int64) {
 	return 4 * (3*d + 2*h + 2*kv + 4*f + 2*int64(c.NumAttentionHeads)*T)
 }
 
-// planMemory fills the memory estimate of a run of mc under cfg.
-func planMemory(mc *models.Config, cfg *configs.Config, params, trained int64) MemoryPlan {
+// planMemory fills the memory estimate of a run of mc under cfg. In bf16
+// the activations are half the size, and autograd also keeps the
+// bfloat16 copies of the weights each forward pass rounds: all of them,
+// or with checkpointing one block's.
+func planMemory(mc *models.Config, cfg *configs.Config, params, trained int64, bf16 bool) MemoryPlan {
 	tr := cfg.Train
 	T := int64(cfg.Data.MaxLength)
 	tokens := 2 * int64(tr.MicroBatch()) * T // chosen and rejected rows
 	L, d := int64(mc.NumHiddenLayers), int64(mc.HiddenSize)
 	layer := activationBytes(mc, T) * tokens
+	hidden := 4 * d * tokens // one float32 hidden state per token
+	var copies, blockCopy int64
+	if bf16 {
+		layer, hidden = layer/2, hidden/2
+		copies = 2 * params
+		blockCopy = 2 * (params - int64(mc.VocabSize)*d) / max(L, 1)
+	}
 	m := MemoryPlan{
 		Static:        4*params + 12*trained,
-		Activations:   L*layer + 4*d*tokens,
+		Activations:   L*layer + hidden + copies,
 		Checkpointing: tr.GradientCheckpointing,
 		MicroBatch:    tr.MicroBatch(),
 		MaxLength:     int(T),
+		BF16:          bf16,
 	}
 	// Checkpointing keeps each block's input and the gradient arriving at
 	// it, and one block's activations while it is recomputed.
-	m.ActivationsCheckpointed = 2*L*4*d*tokens + layer
+	m.ActivationsCheckpointed = 2*L*hidden + layer + blockCopy
 	m.LoRA, m.LoRARank = tr.LoRARank > 0, tr.LoRARank
 	targets := tr.LoRATargets
 	if !m.LoRA {
@@ -154,15 +168,21 @@ func MakePlan(cfg *configs.Config) (*Plan, error) {
 	p.BytesWeights = 4 * p.Params
 	p.BytesGrads = 4 * trained
 	p.BytesOptimizer = 8 * trained
-	p.Memory = planMemory(mc, cfg, p.Params, trained)
+	p.Memory = planMemory(mc, cfg, p.Params, trained, sp.compute.Precision == models.PrecisionBF16)
 	if p.Memory.LoRA {
 		p.Trained = p.Memory.LoRAParams
 		p.BytesGrads, p.BytesOptimizer = 4*p.Trained, 8*p.Trained
 	}
-	// prism trains on the CPU today: the device is this machine's memory.
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err == nil {
-		p.Memory.Device, p.Memory.DeviceBytes = "this machine's memory (prism trains on the CPU)", int64(si.Totalram)*int64(si.Unit)
+	// On the CPU the device is this machine's memory. A card's memory is
+	// not known here (libtorch's binding has no query for it): the plan
+	// says so, and --memory-gib gives it.
+	if sp.device.IsCuda() {
+		p.Memory.Device = torch.DeviceName(sp.device) + " (its memory: give --memory-gib)"
+	} else {
+		var si syscall.Sysinfo_t
+		if err := syscall.Sysinfo(&si); err == nil {
+			p.Memory.Device, p.Memory.DeviceBytes = "this machine's memory (the run is on the CPU)", int64(si.Totalram)*int64(si.Unit)
+		}
 	}
 	tokensPerStep := float64(2*cfg.Train.BatchSize) * float64(cfg.Data.MaxLength)
 	// 6 FLOPs per parameter per token for forward and backward (an upper
@@ -214,7 +234,7 @@ func (p *Plan) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "model        %s\n", p.Model.Describe())
 	fmt.Fprintf(w, "parameters   %d (%.2fB)\n", p.Params, float64(p.Params)/1e9)
-	fmt.Fprintf(w, "memory       weights %s + gradients %s + AdamW moments %s = %s before activations (fp32)\n",
+	fmt.Fprintf(w, "memory       weights %s + gradients %s + AdamW moments %s = %s before activations (float32 master weights)\n",
 		gib(p.BytesWeights), gib(p.BytesGrads), gib(p.BytesOptimizer), gib(p.BytesWeights+p.BytesGrads+p.BytesOptimizer))
 	if p.TrainPairs >= 0 {
 		fmt.Fprintf(w, "data         %d training pairs\n", p.TrainPairs)
@@ -237,8 +257,12 @@ func (p *Plan) Write(w io.Writer) {
 // writeMemory prints the memory plan against the device.
 func (p *Plan) writeMemory(w io.Writer, gib func(int64) string) {
 	m := p.Memory
-	fmt.Fprintf(w, "activations  %s per micro-batch (%d pairs x %d tokens, explicit attention), %s with gradient checkpointing; estimates\n",
-		gib(m.Activations), m.MicroBatch, m.MaxLength, gib(m.ActivationsCheckpointed))
+	dt := "float32"
+	if m.BF16 {
+		dt = "bfloat16, with the rounded weights"
+	}
+	fmt.Fprintf(w, "activations  %s per micro-batch (%d pairs x %d tokens, explicit attention, %s), %s with gradient checkpointing; estimates\n",
+		gib(m.Activations), m.MicroBatch, m.MaxLength, dt, gib(m.ActivationsCheckpointed))
 	dev := m.Device + ", memory unknown"
 	if m.DeviceBytes > 0 {
 		dev = fmt.Sprintf("%s, %s", m.Device, gib(m.DeviceBytes))

@@ -156,3 +156,40 @@ func TestMemoryPlanLoRA(t *testing.T) {
 		t.Errorf("plan:\n%s", b.String())
 	}
 }
+
+// TestMemoryPlanBF16: in bf16 the static memory is the same (float32
+// master weights and moments), the activations are bfloat16 plus the
+// rounded weight copies autograd keeps (all of them; one block's with
+// checkpointing), and the plan says so.
+func TestMemoryPlanBF16(t *testing.T) {
+	plan := func(prec string) *Plan {
+		t.Helper()
+		cfg, err := configs.Load(filepath.Join("..", "experiments", "paper", "llama3-8b-instruct-vanilla.yaml"),
+			[]string{"model.path=testdata/llama-3-8b", "data.max_length=2048", "model.precision=" + prec, "run.device=cpu"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := MakePlan(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	f32, b16 := plan("fp32").Memory, plan("bf16").Memory
+	if f32.Static != b16.Static {
+		t.Errorf("static: fp32 %d, bf16 %d bytes; want equal (float32 masters)", f32.Static, b16.Static)
+	}
+	p := plan("bf16")
+	copies := 2 * p.Params
+	if got, want := b16.Activations-copies, (f32.Activations)/2; got < want*99/100 || got > want*101/100 {
+		t.Errorf("bf16 activations less the weight copies %d, want about half of fp32's %d", got, f32.Activations)
+	}
+	if b16.ActivationsCheckpointed >= f32.ActivationsCheckpointed || b16.ActivationsCheckpointed <= f32.ActivationsCheckpointed/2 {
+		t.Errorf("checkpointed: bf16 %d, fp32 %d; want between half and all of it (one block's weight copies added)", b16.ActivationsCheckpointed, f32.ActivationsCheckpointed)
+	}
+	var b bytes.Buffer
+	p.Write(&b)
+	if !strings.Contains(b.String(), "bfloat16, with the rounded weights") || !strings.Contains(b.String(), "the run is on the CPU") {
+		t.Errorf("plan:\n%s", b.String())
+	}
+}

@@ -1,12 +1,14 @@
 // Command train times prism's training step against PyTorch eager on the
 // same machine, in one run: the same random Llama-style reward model (prism
 // writes it as safetensors and bench/train/reference.py loads it), the same
-// pairs, fp32, AdamW, gradient clipping and thread count. Before the times
-// are compared it checks that both sides computed the same losses, step by
-// step, so the ratio compares equal work.
+// pairs, precision, AdamW, gradient clipping and thread count, on the CPU
+// or a GPU (-device). Before the times are compared it checks that both
+// sides computed the same losses, step by step, so the ratio compares equal
+// work. The baseline is reference.py's model written out in torch, or
+// transformers' (-impl transformers).
 //
-// It also measures the machine's fp32 matmul peak and reports each side's
-// model FLOPs utilisation against it.
+// It also measures the device's matmul peak in the run's precision and
+// reports each side's model FLOPs utilisation against it.
 //
 //	go run ./bench/train -out bench/results/train.json
 package main
@@ -27,6 +29,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/sugarme/gotch"
 
 	"prism/bench/machine"
 	"prism/configs"
@@ -51,6 +55,10 @@ var shapes = []shape{
 	{Name: "tiny", Vocab: 1024, Hidden: 64, Inter: 176, Layers: 2, Heads: 4, KV: 2, Seq: 64, Pairs: 32, Warmup: 5, Steps: 40},
 	{Name: "small", Vocab: 32000, Hidden: 256, Inter: 688, Layers: 4, Heads: 4, KV: 2, Seq: 256, Pairs: 8, Warmup: 3, Steps: 12},
 	{Name: "medium", Vocab: 32000, Hidden: 512, Inter: 1376, Layers: 8, Heads: 8, KV: 4, Seq: 512, Pairs: 8, Warmup: 1, Steps: 4},
+	// 1b is TinyLlama-1.1B's shape (22 layers, hidden 2048, 32 heads, 4
+	// kv heads) with a 32000 vocabulary: about 1.0B parameters, for GPUs.
+	// It is not in the default -only list.
+	{Name: "1b", Vocab: 32000, Hidden: 2048, Inter: 5632, Layers: 22, Heads: 32, KV: 4, Seq: 1024, Pairs: 4, Warmup: 2, Steps: 6},
 }
 
 const (
@@ -76,6 +84,8 @@ type opts struct {
 	python    string
 	precision string // fp32 or bf16
 	attention models.Attention
+	device    torch.Device
+	impl      string // the baseline: reference (reference.py's model) or transformers
 }
 
 // lossScale is the smallest loss a difference is measured against. In
@@ -156,11 +166,21 @@ func run() error {
 	smoke := flag.Bool("smoke", false, "a quick check of the harness: 2 steps per shape")
 	nthreads := flag.Int("threads", 0, "libtorch threads on both sides (0: every core)")
 	precision := flag.String("precision", "fp32", "fp32, or bf16 mixed precision on both sides")
+	devName := flag.String("device", "cpu", "where both sides run: cpu, cuda or cuda:N")
+	attention := flag.String("attention", "auto", "attention on both sides: auto, sdpa or eager")
+	impl := flag.String("impl", "reference", "the baseline model: reference (bench/train/reference.py's, written out in torch) or transformers (AutoModelForSequenceClassification under torch.autocast for bf16, as TRL's --bf16)")
 	flag.Parse()
 	if *precision != "fp32" && *precision != "bf16" {
 		return fmt.Errorf("-precision %q: want fp32 or bf16", *precision)
 	}
-	att, err := models.ResolveAttention("auto")
+	if *impl != "reference" && *impl != "transformers" {
+		return fmt.Errorf("-impl %q: want reference or transformers", *impl)
+	}
+	att, err := models.ResolveAttention(*attention)
+	if err != nil {
+		return err
+	}
+	dev, err := torch.ResolveDevice(*devName)
 	if err != nil {
 		return err
 	}
@@ -169,16 +189,24 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := checkPython(*python); err != nil {
+	if err := checkPython(*python, *impl); err != nil {
 		return err
 	}
 	info := machine.Describe()
-	peak, err := machine.MatmulPeak(2048, 5)
+	// MFU is against the peak of the precision's matmuls on the device.
+	peakDType, n := gotch.Float, int64(2048)
+	if *precision == "bf16" {
+		peakDType = gotch.BFloat16
+	}
+	if dev.IsCuda() {
+		n = 8192
+	}
+	peak, err := machine.MatmulPeak(dev, peakDType, n, 5)
 	if err != nil {
 		return fmt.Errorf("matmul peak: %w", err)
 	}
-	fmt.Printf("machine: %s, %d cores, %s, libtorch %s, %d threads; fp32 matmul peak %.1f GFLOP/s\n",
-		info.CPU, info.Cores, info.Torch.BLAS, info.Torch.LibtorchVersion, threads, peak)
+	fmt.Printf("machine: %s, %d cores, %s, libtorch %s, %d threads, device %s; %s matmul peak %.1f GFLOP/s\n",
+		info.CPU, info.Cores, info.Torch.BLAS, info.Torch.LibtorchVersion, threads, torch.DeviceName(dev), *precision, peak)
 
 	dir, err := os.MkdirTemp("", "prism-bench-train-")
 	if err != nil {
@@ -194,28 +222,32 @@ func run() error {
 		if *smoke {
 			s.Warmup, s.Steps = 1, 1
 		}
-		r, err := bench(s, filepath.Join(dir, s.Name), opts{threads: threads, peak: peak, python: *python, precision: *precision, attention: att})
+		r, err := bench(s, filepath.Join(dir, s.Name), opts{threads: threads, peak: peak, python: *python, precision: *precision, attention: att, device: dev, impl: *impl})
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
-		fmt.Printf("%-6s %s prism %.4fs  pytorch %.4fs  speedup %.2fx (target %.1fx)  MFU prism %.1f%% pytorch %.1f%%  loss rel diff %.1e\n",
-			s.Name, *precision, r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, 100*r.Prism.MFU, 100*r.PyTorch.MFU, r.MaxLossRelErr)
+		fmt.Printf("%-6s %s %s prism %.4fs  pytorch %.4fs  speedup %.2fx (target %.1fx)  MFU prism %.1f%% pytorch %.1f%%  loss rel diff %.1e\n",
+			s.Name, *precision, torch.DeviceName(dev), r.Prism.MedianSeconds, r.PyTorch.MedianSeconds, r.Speedup, r.Target, 100*r.Prism.MFU, 100*r.PyTorch.MFU, r.MaxLossRelErr)
 		results = append(results, *r)
 	}
 	return machine.WriteJSON(*out, map[string]any{
 		"benchmark": "training step (forward, Bradley-Terry loss, backward, clipping, AdamW), prism against PyTorch eager on the same libtorch",
-		"machine":   info, "threads": threads, "matmul_peak_gflops": peak, "smoke": *smoke,
-		"precision": *precision, "attention": att,
+		"machine":   info, "threads": threads, "matmul_peak_gflops": peak, "matmul_peak_dtype": *precision, "smoke": *smoke,
+		"precision": *precision, "attention": att, "device": torch.DeviceName(dev), "baseline": *impl,
 		"loss_tolerance": opts{precision: *precision}.lossTol(), "results": results,
 	})
 }
 
 // checkPython fails early, with the fix, when the baseline cannot run.
-func checkPython(python string) error {
-	out, err := exec.Command(python, "-c", "import torch; print(torch.__version__)").CombinedOutput()
+func checkPython(python, impl string) error {
+	imports := "import torch"
+	if impl == "transformers" {
+		imports += ", transformers"
+	}
+	out, err := exec.Command(python, "-c", imports+"; print(torch.__version__)").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("the PyTorch baseline needs %s with torch (on Debian 12: apt-get install python3-torch): %v: %s",
-			python, err, bytes.TrimSpace(out))
+		return fmt.Errorf("the PyTorch baseline needs %s that can %q (on Debian 12: apt-get install python3-torch): %v: %s",
+			python, imports, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -250,6 +282,7 @@ func bench(s shape, dir string, o opts) (*result, error) {
 		fmt.Sprintf("train.learning_rate=%g", lr), "train.schedule=constant",
 		fmt.Sprintf("train.weight_decay=%g", weightDecay), fmt.Sprintf("train.max_grad_norm=%g", maxGradNorm),
 		"eval.every=0", "checkpoint.every=0", "model.precision=" + o.precision, "model.attention=" + string(o.attention),
+		"run.device=" + torch.DeviceName(o.device),
 	}, nil)
 	if err != nil {
 		return nil, err
@@ -269,7 +302,8 @@ func bench(s shape, dir string, o opts) (*result, error) {
 	cmd := exec.Command(python, "bench/train/reference.py", "--model", modelDir, "--pairs", pairsPath,
 		"--steps", fmt.Sprint(total), "--threads", fmt.Sprint(threads), "--lr", fmt.Sprint(lr),
 		"--weight-decay", fmt.Sprint(weightDecay), "--max-grad-norm", fmt.Sprint(maxGradNorm),
-		"--precision", o.precision, "--attention", string(o.attention))
+		"--precision", o.precision, "--attention", string(o.attention),
+		"--device", torch.DeviceName(o.device), "--impl", o.impl)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	outb, err := cmd.Output()
@@ -284,7 +318,7 @@ func bench(s shape, dir string, o opts) (*result, error) {
 	if err := json.Unmarshal(outb, &py); err != nil {
 		return nil, fmt.Errorf("reference.py output: %w", err)
 	}
-	res.PyTorch = side{Loss: py.Loss, Seconds: py.Seconds, Version: "torch " + py.Torch}
+	res.PyTorch = side{Loss: py.Loss, Seconds: py.Seconds, Version: "torch " + py.Torch + " (" + o.impl + ")"}
 	res.Prism.Version = "prism"
 
 	if len(res.Prism.Loss) != total || len(py.Loss) != total {

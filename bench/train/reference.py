@@ -8,7 +8,9 @@ torch.optim.AdamW with no weight decay on norms. It prints one JSON object:
 the loss and the time of every step.
 
 Only the standard library and torch are needed (Debian's python3-torch), so
-safetensors is read by hand.
+safetensors is read by hand. --impl transformers runs the same step through
+transformers' AutoModelForSequenceClassification instead (where it is
+installed); --device cuda runs either on the GPU.
 """
 
 import argparse
@@ -39,6 +41,19 @@ def read_safetensors(path):
     return out
 
 
+def llama3_scaling(inv, rs):
+    """Llama 3.1's frequency-dependent scaling of the rotary frequencies:
+    low frequencies divided by factor, high ones kept, a linear blend
+    between the two wavelength bounds."""
+    old = rs["original_max_position_embeddings"]
+    lo, hi, factor = rs["low_freq_factor"], rs["high_freq_factor"], rs["factor"]
+    wavelen = 2 * math.pi / inv
+    smooth = (old / wavelen - lo) / (hi - lo)
+    blended = (1 - smooth) * inv / factor + smooth * inv
+    out = torch.where(wavelen > old / lo, inv / factor, blended)
+    return torch.where(wavelen < old / hi, inv, out)
+
+
 class RewardModel(torch.nn.Module):
     """Llama decoder + linear score head on the last real token."""
 
@@ -57,9 +72,12 @@ class RewardModel(torch.nn.Module):
         self.window = cfg.get("sliding_window") or 0
         self.params = torch.nn.ParameterDict({n.replace(".", "__"): torch.nn.Parameter(w) for n, w in weights.items()})
         theta = cfg.get("rope_theta", 10000.0)
-        if cfg.get("rope_scaling"):
-            raise SystemExit("the reference does not implement rope_scaling")
         inv = 1.0 / (theta ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd))
+        rs = cfg.get("rope_scaling")
+        if rs:
+            if rs.get("rope_type", rs.get("type")) != "llama3":
+                raise SystemExit(f"the reference implements rope_scaling type llama3 only, not {rs}")
+            inv = llama3_scaling(inv, rs)
         self.register_buffer("inv_freq", inv.float())
 
     def w(self, name):
@@ -82,7 +100,7 @@ class RewardModel(torch.nn.Module):
         ang = pos.unsqueeze(-1) * self.inv_freq
         emb = torch.cat([ang, ang], dim=-1)
         cos, sin = emb.cos().unsqueeze(1).to(self.dt), emb.sin().unsqueeze(1).to(self.dt)
-        allowed = torch.ones(T, T, dtype=torch.bool).tril()
+        allowed = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
         if 0 < self.window < T:
             allowed = allowed.triu(-(self.window - 1))
         blocked = ~(allowed[None, None] & (mask == 1)[:, None, None, :])
@@ -111,9 +129,28 @@ class RewardModel(torch.nn.Module):
             m = F.silu(F.linear(x, self.w(p + "mlp.gate_proj.weight"))) * F.linear(x, self.w(p + "mlp.up_proj.weight"))
             h = h + F.linear(m, self.w(p + "mlp.down_proj.weight"))
         h = self.norm(h, self.w("model.norm.weight"))
-        last = (torch.arange(1, T + 1) * mask).argmax(1)
-        final = h[torch.arange(B), last]
+        last = (torch.arange(1, T + 1, device=ids.device) * mask).argmax(1)
+        final = h[torch.arange(B, device=ids.device), last]
         return F.linear(final, self.w("score.weight")).view(B).float()
+
+
+def transformers_model(path, precision, attention, dev):
+    """The same model through transformers' AutoModelForSequenceClassification:
+    float32 parameters, and for bf16 torch.autocast, which is what TRL's and
+    OpenRLHF's --bf16 give (their norms and residual stream stay in float32,
+    where prism rounds the residual stream to bfloat16)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, torch_dtype=torch.float32, attn_implementation=attention).to(dev)
+    model.train()
+
+    def forward(ids, mask):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(input_ids=ids, attention_mask=mask, use_cache=False)
+        return out.logits[:, 0].float()
+
+    return model, forward
 
 
 def read_pairs(path):
@@ -144,14 +181,23 @@ def main():
     ap.add_argument("--max-grad-norm", type=float, required=True)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--attention", choices=["eager", "sdpa"], default="eager")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--impl", choices=["reference", "transformers"], default="reference")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     with open(f"{args.model}/config.json") as f:
         cfg = json.load(f)
-    model = RewardModel(cfg, read_safetensors(f"{args.model}/model.safetensors"), args.precision, args.attention)
-    decay = [p for n, p in model.params.items() if not n.endswith("norm__weight")]
-    no_decay = [p for n, p in model.params.items() if n.endswith("norm__weight")]
+    if args.impl == "transformers":
+        model, forward = transformers_model(args.model, args.precision, args.attention, dev)
+        named = list(model.named_parameters())
+    else:
+        model = RewardModel(cfg, read_safetensors(f"{args.model}/model.safetensors"), args.precision, args.attention).to(dev)
+        forward = model
+        named = [(n.replace("__", "."), p) for n, p in model.params.items()]
+    decay = [p for n, p in named if not n.endswith("norm.weight")]
+    no_decay = [p for n, p in named if n.endswith("norm.weight")]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -161,8 +207,9 @@ def main():
     for _ in range(args.steps):
         t0 = time.perf_counter()
         ids, mask = collate([c for c, _ in pairs] + [r for _, r in pairs], pad)
+        ids, mask = ids.to(dev), mask.to(dev)
         opt.zero_grad(set_to_none=True)
-        r = model(ids, mask)
+        r = forward(ids, mask)
         n = len(pairs)
         loss = -F.logsigmoid(r[:n] - r[n:]).mean()
         loss.backward()

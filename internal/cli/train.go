@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +61,7 @@ type trainOptions struct {
 	dryRun         bool
 	memoryGiB      float64
 	ignoreMemory   bool
+	json           bool
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
@@ -83,6 +86,7 @@ prism exits 0; --resume auto continues from the newest valid checkpoint.`,
 	cmd.Flags().StringVar(&o.config, "config", "", "experiment YAML file (default: the embedded defaults)")
 	cmd.Flags().StringVar(&o.resume, "resume", "", `"auto" (newest valid checkpoint of the run folder) or a checkpoint folder`)
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the resolved plan (model shape, parameters, memory, steps, decomposition cost) and exit; needs config.json, not the weights")
+	cmd.Flags().BoolVar(&o.json, "json", false, "with --dry-run: print the plan as JSON, for scripts (memory_total_bytes: the estimate of what the configured run needs)")
 	cmd.Flags().Float64Var(&o.memoryGiB, "memory-gib", 0, "check the memory plan against a device of this many GiB (default: this machine's memory)")
 	cmd.Flags().BoolVar(&o.ignoreMemory, "ignore-memory-plan", false, "start even when weights, gradients and optimizer state exceed the device's memory")
 	cmd.Flags().StringArrayVar(&o.sets, "set", nil, "override a key: --set train.learning_rate=1e-5 (repeatable)")
@@ -105,7 +109,13 @@ func runTrain(ctx context.Context, g *globals, o trainOptions, stdout io.Writer)
 	if err == nil && o.memoryGiB > 0 {
 		plan.SetDevice("a device given by --memory-gib", int64(o.memoryGiB*(1<<30)))
 	}
+	if o.json && !o.dryRun {
+		return errors.New("--json goes with --dry-run")
+	}
 	if o.dryRun {
+		if o.json {
+			return writePlanJSON(stdout, plan)
+		}
 		plan.Write(stdout)
 		return nil
 	}
@@ -203,4 +213,18 @@ func parseSteps(spec string) (map[int]bool, error) {
 		steps[n] = true
 	}
 	return steps, nil
+}
+
+// writePlanJSON prints the plan for scripts, with the memory the
+// configured run needs.
+func writePlanJSON(w io.Writer, plan *trainer.Plan) error {
+	b, err := json.MarshalIndent(struct {
+		*trainer.Plan
+		MemoryTotal int64 `json:"memory_total_bytes"`
+	}{plan, plan.Memory.Total()}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }
