@@ -87,6 +87,18 @@ func (p *PrioritySampler) Restore(st SamplerState) error {
 			return fmt.Errorf("selected pair %d is outside the training set (%d pairs)", i, p.n)
 		}
 	}
+	size := p.n
+	if st.Phase > 0 {
+		size = len(st.Selected)
+	}
+	switch {
+	case st.Phase < 0 || st.Epoch < 0:
+		return fmt.Errorf("phase %d, epoch %d: want at least 0", st.Phase, st.Epoch)
+	case st.Phase > 0 && size == 0:
+		return fmt.Errorf("phase %d has no selected pairs", st.Phase)
+	case st.EpochPos < 0 || st.EpochPos > size:
+		return fmt.Errorf("epoch position %d is outside the phase's %d pairs", st.EpochPos, size)
+	}
 	p.phase, p.selected, p.priorities = st.Phase, st.Selected, st.Priorities
 	if st.Phase > 0 {
 		p.order = newEpochOrder(len(st.Selected), PhaseSeed(p.seed, st.Phase))

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -312,7 +313,27 @@ func TestPrioritySampler(t *testing.T) {
 		})
 	}
 	s := NewPrioritySampler(4, 1, PriorityOptions{Strategy: StrategyLowestFraction, Rho: 1})
-	if err := s.Restore(SamplerState{Phase: 1, Selected: []int{0, 4}}); err == nil {
-		t.Error("a state selecting pair 4 of 4 was restored")
+	for _, bad := range []struct {
+		st   SamplerState
+		want string
+	}{
+		{SamplerState{Phase: 1, Selected: []int{0, 4}}, "selected pair 4"},
+		{SamplerState{Phase: 1}, "no selected pairs"},
+		{SamplerState{EpochPos: -3}, "epoch position -3"},
+		{SamplerState{EpochPos: 5}, "epoch position 5"},
+		{SamplerState{Phase: 1, Selected: []int{1, 2}, EpochPos: 3}, "epoch position 3"},
+		{SamplerState{Phase: -1}, "phase -1"},
+		{SamplerState{Epoch: -2}, "epoch -2"},
+	} {
+		if err := s.Restore(bad.st); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("Restore(%+v) = %v, want an error naming %q", bad.st, err, bad.want)
+		}
+	}
+	// A restored sampler at the end of an epoch goes on to the next.
+	if err := s.Restore(SamplerState{Phase: 1, Selected: []int{1, 3}, EpochPos: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Next(2); len(got) != 2 {
+		t.Errorf("Next after a full epoch = %v", got)
 	}
 }

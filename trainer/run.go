@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"prism/configs"
 	"prism/data"
@@ -62,7 +63,13 @@ type runFolder struct {
 	// metricsErr is the first failure to write a metrics row; it stops
 	// the run (rows are never dropped in silence).
 	metricsErr error
+	// unlock releases the run folder's lock, last.
+	unlock func()
 }
+
+// LockFile is the run folder's lock: held by the one process that writes
+// the folder, for the whole run.
+const LockFile = ".prism.lock"
 
 // world is the number of ranks.
 func (r *run) world() int { return r.comm.World() }
@@ -82,6 +89,18 @@ func (r *run) openRunDir() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("run folder %s: %w", dir, err)
 	}
+	// Two runs writing one folder would interleave their metrics and
+	// replace each other's checkpoints.
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("prism pid %d on %s, since %s", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	unlock, err := fsutil.Lock(filepath.Join(dir, LockFile), owner)
+	if err != nil {
+		if errors.Is(err, fsutil.ErrLocked) {
+			return fmt.Errorf("run folder %s is %w: one run per folder (wait for it to end, or choose another run.dir)", dir, err)
+		}
+		return fmt.Errorf("run folder %s: %w", dir, err)
+	}
+	r.out.unlock = unlock
 	probe := filepath.Join(dir, ".write-test")
 	if err := os.WriteFile(probe, nil, 0o644); err != nil {
 		return fmt.Errorf("run folder %s is not writable: %w", dir, err)
@@ -134,6 +153,10 @@ func (r *run) close() {
 	}
 	for _, c := range r.out.closers {
 		c.Close()
+	}
+	if r.out.unlock != nil {
+		r.out.unlock()
+		r.out.unlock = nil
 	}
 }
 

@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"prism/configs"
+	"prism/internal/fsutil"
 	"prism/internal/safetensors"
 	"prism/models"
 	"prism/trainer/checkpoint"
@@ -121,5 +123,43 @@ func TestResumeRefusesHeadlessCheckpoint(t *testing.T) {
 	_, err = Run(context.Background(), cfg, Options{Resume: "auto"})
 	if err == nil || !strings.Contains(err.Error(), "no score.weight") {
 		t.Fatalf("err = %v; want a refusal naming the missing head", err)
+	}
+}
+
+// TestRunFolderLock: while another process holds a run folder's lock, a
+// run there is refused at once, naming the holder, and writes nothing;
+// once it is free the run goes ahead, and its lock file is gone after it.
+// A stale lock file (its holder died) does not stop a run.
+func TestRunFolderLock(t *testing.T) {
+	runDir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(runDir, LockFile)
+	release, err := fsutil.Lock(lock, "prism pid 4242 on elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load("", []string{"run.dir=" + runDir, "data.synthetic_pairs=64",
+		"train.steps=2", "train.batch_size=8", "eval.every=0", "checkpoint.every=0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cfg, Options{Progress: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "is in use by prism pid 4242 on elsewhere") || !strings.Contains(err.Error(), runDir) {
+		t.Fatalf("run in a locked folder: %v", err)
+	}
+	if ents, _ := os.ReadDir(runDir); len(ents) != 1 {
+		t.Errorf("a refused run wrote into the folder: %v", ents)
+	}
+	release()
+	if err := os.WriteFile(lock, []byte("prism pid 1 (died)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
+		t.Fatalf("run after the lock was released: %v", err)
+	}
+	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
+		t.Errorf("the lock file outlived the run: %v", err)
 	}
 }

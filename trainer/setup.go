@@ -97,6 +97,11 @@ func (r *run) loadModel() (err error) {
 			// silently restart the reward from scratch.
 			return fmt.Errorf("checkpoint %s: %s has no score.weight (the reward head), so it cannot be resumed", r.resumeDir, filepath.Join(r.resumeDir, checkpoint.ModelDir))
 		}
+		if err == nil {
+			if d := r.model.Config.ShapeDiff(r.spec.model); d != "" {
+				return fmt.Errorf("checkpoint %s: its model has %s as the run's model (%s) has: it is not this run's model", r.resumeDir, d, r.modelSource())
+			}
+		}
 	case c.Model.Path != "":
 		r.model, info, err = models.LoadWith(c.Model.Path, r.device, initRNG, models.LoadOptions{AllowPickle: c.Model.AllowPickle})
 		if err == nil && info.NewHead {
@@ -244,4 +249,12 @@ func (r *run) start() error {
 	}
 	r.log.Info("model", "shape", r.model.Config.ModelType, "params", r.model.NumParams(), "trained_params", trainedN, "dtype", r.dtype.String(), "device", torch.DeviceName(r.device), "attention", r.compute.Attention, "precision", r.compute.Precision, "ranks", r.world())
 	return nil
+}
+
+// modelSource names where the run's model comes from, for messages.
+func (r *run) modelSource() string {
+	if p := r.cfg.Model.Path; p != "" {
+		return filepath.Join(p, "config.json")
+	}
+	return "model.preset " + r.cfg.Model.Preset
 }

@@ -138,15 +138,16 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, er
 	if r.lead() {
 		created = missingAncestor(cfg.Run.Dir)
 	}
-	if err := r.agree("opening the run folder", r.openRunDir()); err != nil {
-		return nil, err
-	}
+	openErr := r.agree("opening the run folder", r.openRunDir())
 	defer func() {
 		r.close()
 		if err != nil && r.lead() {
 			removeUnstarted(created, cfg.Run.Dir)
 		}
 	}()
+	if openErr != nil {
+		return nil, openErr
+	}
 	if err := r.agree("setting up the run", r.setup()); err != nil {
 		return nil, err
 	}

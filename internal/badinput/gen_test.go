@@ -451,6 +451,27 @@ func generate(root string) (map[string][]byte, error) {
 		return nil, err
 	}
 	ck("selected-out-of-range", selected.withManifest(1))
+	// States edited with their manifest recomputed: the checksums hold,
+	// the contents do not.
+	for name, edit := range map[string]func(*checkpoint.State){
+		"state-negative-epoch-pos":   func(s *checkpoint.State) { s.EpochPos = -5 },
+		"state-epoch-pos-past-end":   func(s *checkpoint.State) { s.EpochPos = 1000 },
+		"state-empty-selection":      func(s *checkpoint.State) { s.Phase = 1 },
+		"state-priorities-mismatch":  func(s *checkpoint.State) { s.Phase, s.Selected, s.Priorities = 1, []int{0, 1}, []float64{0} },
+		"state-optimizer-step-ahead": func(s *checkpoint.State) { n := 5; s.OptimizerStep = &n },
+		"state-more-bad-steps":       func(s *checkpoint.State) { s.BadSteps = 3 },
+		"state-negative-tokens":      func(s *checkpoint.State) { s.Tokens = -20 },
+	} {
+		c, err := goodCheckpoint(root, nil, edit)
+		if err != nil {
+			return nil, err
+		}
+		ck(name, c.withManifest(1))
+	}
+	otherModel := goodCheckpoint2(good, func(c ckFiles) {
+		c["model/config.json"] = bytes.Replace(c["model/config.json"], []byte(`"rope_theta": 10000`), []byte(`"rope_theta": 500000`), 1)
+	})
+	ck("model-other-rope-theta", otherModel.withManifest(1))
 	unknown := goodCheckpoint2(good, func(c ckFiles) {
 		c["state.json"] = bytes.Replace(c["state.json"], []byte(`"format": 1,`), []byte(`"format": 1, "learning_rate": 0.1,`), 1)
 	})

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"io"
 	"os"
 	"path/filepath"
@@ -234,7 +235,45 @@ func Verify(dir string) (*State, error) {
 	if st.Format != Format || st.Step != man.Step {
 		return nil, fmt.Errorf("%w: %s: state format %d step %d, manifest step %d", ErrInvalid, dir, st.Format, st.Step, man.Step)
 	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, filepath.Join(dir, StateFile), err)
+	}
 	return &st, nil
+}
+
+// Validate checks what a state can say on its own: counts are not
+// negative, the optimizer has not stepped more than the run, a later phase
+// has pairs to train on and a priority for each. (A checksum only proves
+// the file is what was written; an edited state with a recomputed
+// manifest gets here.) Whether the positions fit the training set is the
+// sampler's to check when it is restored.
+func (s *State) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"step", float64(s.Step)}, {"epoch", float64(s.Epoch)}, {"epoch_pos", float64(s.EpochPos)}, {"phase", float64(s.Phase)},
+		{"tokens", float64(s.Tokens)}, {"elapsed_s", s.ElapsedS}, {"bad_steps", float64(s.BadSteps)}, {"bad_run", float64(s.BadRun)},
+		{"first_bad_step", float64(s.FirstBad)}, {"metrics_bytes", float64(s.MetricsBytes)}, {"decomposition_seconds", s.DecompSeconds}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%s = %v: want a finite number, at least 0", f.name, f.v)
+		}
+	}
+	if s.BadSteps > s.Step || s.BadRun > s.BadSteps {
+		return fmt.Errorf("bad_steps = %d, bad_run = %d at step %d: more bad steps than steps", s.BadSteps, s.BadRun, s.Step)
+	}
+	if o := s.OptimizerStep; o != nil && (*o < 0 || *o > s.Step) {
+		return fmt.Errorf("optimizer_step = %d at step %d: want 0 to the step", *o, s.Step)
+	}
+	if s.Phase > 0 && len(s.Selected) == 0 {
+		return fmt.Errorf("phase %d has no selected pairs: nothing to train on", s.Phase)
+	}
+	if s.Phase == 0 && len(s.Selected) > 0 {
+		return fmt.Errorf("phase 0 (before the first recompute) with %d selected pairs", len(s.Selected))
+	}
+	if len(s.Priorities) != len(s.Selected) {
+		return fmt.Errorf("%d priorities for %d selected pairs", len(s.Priorities), len(s.Selected))
+	}
+	return nil
 }
 
 // List returns the checkpoint folders of a run, newest first.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +73,44 @@ func TestPruneRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 		"decomposition", "decomposition/.notes", "decomposition/final.png", "decomposition/step-00000030.csv", "metrics.jsonl", "model", "run.log"}
 	if !slices.Equal(left, want) {
 		t.Errorf("left after pruning:\n%q\nwant\n%q", left, want)
+	}
+}
+
+// TestStateValidate: each field a state can get wrong on its own is
+// refused by name; a good state, and a later phase with its selection,
+// pass.
+func TestStateValidate(t *testing.T) {
+	five := 5
+	good := State{Format: Format, Step: 4, Tokens: 100}
+	good.EpochPos = 3
+	tests := []struct {
+		edit func(*State)
+		want string
+	}{
+		{func(s *State) { s.EpochPos = -1 }, "epoch_pos = -1"},
+		{func(s *State) { s.Step = -4 }, "step = -4"},
+		{func(s *State) { s.ElapsedS = -0.5 }, "elapsed_s"},
+		{func(s *State) { s.MetricsBytes = -10 }, "metrics_bytes"},
+		{func(s *State) { s.BadSteps = 5 }, "more bad steps than steps"},
+		{func(s *State) { s.BadSteps, s.BadRun = 1, 2 }, "more bad steps than steps"},
+		{func(s *State) { s.OptimizerStep = &five }, "optimizer_step = 5 at step 4"},
+		{func(s *State) { s.Phase = 2 }, "phase 2 has no selected pairs"},
+		{func(s *State) { s.Selected, s.Priorities = []int{1}, []float64{0} }, "phase 0"},
+		{func(s *State) { s.Phase, s.Selected = 1, []int{1, 2} }, "0 priorities for 2 selected pairs"},
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good state: %v", err)
+	}
+	later := good
+	later.Phase, later.Selected, later.Priorities = 1, []int{0, 2}, []float64{0.1, -0.2}
+	if err := later.Validate(); err != nil {
+		t.Fatalf("a later phase: %v", err)
+	}
+	for _, tt := range tests {
+		s := good
+		tt.edit(&s)
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want an error naming %q", s, err, tt.want)
+		}
 	}
 }
