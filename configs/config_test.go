@@ -177,3 +177,22 @@ data:
   eval: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
   tokenizer: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
 `
+
+// TestSizesAreBounded: sizes allocated before anything else could refuse
+// them are bounded, each error naming the key, the bound and the value as
+// given.
+func TestSizesAreBounded(t *testing.T) {
+	for _, tt := range []struct{ set, want string }{
+		{"data.synthetic_pairs=2000000000", "data.synthetic_pairs: must be at most 1000000"},
+		{"decomposition.samples=100000", "decomposition.samples: must be at most 1024"},
+		{"decomposition.batch_size=10000000", "decomposition.batch_size: must be at most 65536"},
+		{"train.batch_size=2000000", "train.batch_size: must be at most 1048576"},
+		{"eval.batch_size=1000000", "eval.batch_size: must be at most 65536"},
+		{"train.lora_rank=100000", "train.lora_rank: must be at most 65536"},
+	} {
+		_, err := Load("", []string{tt.set}, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), strings.Split(tt.set, "=")[1]) {
+			t.Errorf("--set %s: %v, want %q and the value", tt.set, err, tt.want)
+		}
+	}
+}

@@ -36,6 +36,14 @@ func (c *Config) Validate() error {
 			bad(key, "must not be negative, got %d", v)
 		}
 	}
+	// atMost bounds sizes that are allocated before anything else could
+	// refuse them (a pair list, the prompt draws of every pair), so that a
+	// typo is an error and not an out-of-memory crash.
+	atMost := func(key string, v, max int, why string) {
+		if v > max {
+			bad(key, "must be at most %d (%s), got %d", max, why, v)
+		}
+	}
 	finite := func(key string, v, lo, hi float64, loOpen, hiOpen bool) {
 		switch {
 		case math.IsNaN(v) || math.IsInf(v, 0):
@@ -93,6 +101,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("data.synthetic_pairs", c.Data.SyntheticPairs)
+	atMost("data.synthetic_pairs", c.Data.SyntheticPairs, 1_000_000, "generated in memory; a larger task belongs in a file")
+	atMost("data.max_length", c.Data.MaxLength, 1<<20, "tokens per sequence")
 	positive("data.synthetic_min_length", c.Data.SyntheticMinLength)
 	if c.Data.SyntheticMaxLength < c.Data.SyntheticMinLength || c.Data.SyntheticMaxLength > c.Data.MaxLength {
 		bad("data.synthetic_max_length", "must be between synthetic_min_length (%d) and max_length (%d), got %d",
@@ -107,6 +117,7 @@ func (c *Config) Validate() error {
 		nonNegative("train.epochs", t.Epochs)
 	}
 	positive("train.batch_size", t.BatchSize)
+	atMost("train.batch_size", t.BatchSize, 1<<20, "pairs per step")
 	nonNegative("train.micro_batch_size", t.MicroBatchSize)
 	if t.BatchSize >= 1 && t.MicroBatchSize >= 1 && t.BatchSize%t.MicroBatchSize != 0 {
 		bad("train.micro_batch_size", "must divide train.batch_size (%d), got %d", t.BatchSize, t.MicroBatchSize)
@@ -136,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	nonNegative("decomposition.warmup_steps", d.WarmupSteps)
 	positive("decomposition.samples", d.Samples)
+	atMost("decomposition.samples", d.Samples, 1024, "prompts drawn per pair; the paper uses 8")
+	atMost("decomposition.batch_size", d.BatchSize, 1<<16, "sequences per scoring pass")
+	atMost("decomposition.pool_size", d.PoolSize, 1<<28, "pairs")
 	nonNegative("decomposition.pool_size", d.PoolSize)
 	oneOf("decomposition.weights", string(d.Weights), names(WeightsUniform, WeightsPolicy)...)
 	if d.Weights == WeightsPolicy && strings.TrimSpace(d.PolicyModel) == "" {
@@ -151,10 +165,12 @@ func (c *Config) Validate() error {
 
 	nonNegative("eval.every", c.Eval.Every)
 	positive("eval.batch_size", c.Eval.BatchSize)
+	atMost("eval.batch_size", c.Eval.BatchSize, 1<<16, "pairs per scoring pass")
 	nonNegative("checkpoint.every", c.Checkpoint.Every)
 	positive("checkpoint.keep", c.Checkpoint.Keep)
 
 	nonNegative("train.lora_rank", c.Train.LoRARank)
+	atMost("train.lora_rank", c.Train.LoRARank, 1<<16, "adapter rank")
 	if c.Train.LoRARank > 0 {
 		finite("train.lora_alpha", c.Train.LoRAAlpha, 0, math.MaxFloat32, true, false)
 		if len(c.Train.LoRATargets) == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -40,6 +41,10 @@ func readParquet(f *os.File, path string, handle func(string, []byte) error) err
 	for {
 		n, err := r.Read(buf)
 		for _, v := range buf[:n] {
+			// json.Marshal would turn invalid UTF-8 into U+FFFD in silence.
+			if field := invalidUTF8(v, ""); field != "" {
+				return fmt.Errorf("%w: %s: row %d: column %q is not valid UTF-8", ErrInvalid, path, row, field)
+			}
 			b, merr := json.Marshal(jsonable(v))
 			if merr != nil {
 				return fmt.Errorf("%w: %s: row %d: %v", ErrInvalid, path, row, merr)
@@ -75,4 +80,36 @@ func jsonable(v any) any {
 		return x
 	}
 	return v
+}
+
+// invalidUTF8 returns the field path of the first string in v that is not
+// valid UTF-8 ("" when all are).
+func invalidUTF8(v any, field string) string {
+	switch x := v.(type) {
+	case string:
+		if !utf8.ValidString(x) {
+			return field
+		}
+	case []byte:
+		if !utf8.Valid(x) {
+			return field
+		}
+	case map[string]any:
+		for k, e := range x {
+			name := k
+			if field != "" {
+				name = field + "." + k
+			}
+			if f := invalidUTF8(e, name); f != "" {
+				return f
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if f := invalidUTF8(e, fmt.Sprintf("%s[%d]", field, i)); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
 }

@@ -2,12 +2,18 @@ package data
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/format"
+	"github.com/pierrec/lz4/v4"
 )
 
 // parquet-go trusts the sizes a file states: it allocates a footer of the
@@ -82,7 +88,7 @@ func checkParquetPages(r io.ReaderAt, meta *format.FileMetaData, dataEnd int64) 
 			if start < 4 || md.TotalCompressedSize < 0 || md.TotalCompressedSize > dataEnd-start {
 				return fmt.Errorf("row group %d, column %d: its pages [%d, +%d) lie outside the data (4 to %d)", g, c, start, md.TotalCompressedSize, dataEnd)
 			}
-			if err := checkPages(r, start, start+md.TotalCompressedSize); err != nil {
+			if err := checkPages(r, start, start+md.TotalCompressedSize, md.Codec); err != nil {
 				return fmt.Errorf("row group %d, column %d: %w", g, c, err)
 			}
 		}
@@ -91,19 +97,30 @@ func checkParquetPages(r io.ReaderAt, meta *format.FileMetaData, dataEnd int64) 
 }
 
 // checkPages walks the pages in [start, end): each a thrift page header
-// followed by as many bytes as it states.
-func checkPages(r io.ReaderAt, start, end int64) error {
+// followed by as many bytes as it states, which must decompress (codec)
+// to no more than the header's uncompressed size.
+func checkPages(r io.ReaderAt, start, end int64, codec format.CompressionCodec) error {
 	for pos := start; pos < end; {
 		var compressed, uncompressed, values int64 = -1, -1, 0
+		var pageType, defLen, repLen int64
+		v2Compressed := int64(1)
 		t := newThriftReader(io.NewSectionReader(r, pos, end-pos), end-pos)
 		err := t.skipStruct(0, func(path []int16, v int64) {
 			switch {
+			case len(path) == 1 && path[0] == 1:
+				pageType = v
 			case len(path) == 1 && path[0] == 2:
 				uncompressed = v
 			case len(path) == 1 && path[0] == 3:
 				compressed = v
 			case len(path) == 2 && path[1] == 1 && (path[0] == 5 || path[0] == 7 || path[0] == 8):
 				values = v // num_values of the data, dictionary or v2 data page
+			case len(path) == 2 && path[0] == 8 && path[1] == 5:
+				defLen = v
+			case len(path) == 2 && path[0] == 8 && path[1] == 6:
+				repLen = v
+			case len(path) == 2 && path[0] == 8 && path[1] == 7:
+				v2Compressed = v
 			}
 		})
 		if err != nil {
@@ -119,7 +136,79 @@ func checkPages(r io.ReaderAt, start, end int64) error {
 		case values < 0 || values > maxPageValues:
 			return fmt.Errorf("page at byte %d: %d values, outside 0 to %d", pos, values, maxPageValues)
 		}
+		// A data page v2 keeps its levels uncompressed, before the values.
+		skip, want := int64(0), uncompressed
+		if pageType == pageDataV2 {
+			if defLen < 0 || repLen < 0 || defLen+repLen > min(compressed, uncompressed) {
+				return fmt.Errorf("page at byte %d: level lengths %d and %d do not fit the page", pos, repLen, defLen)
+			}
+			skip, want = defLen+repLen, uncompressed-defLen-repLen
+		}
+		if codec != format.Uncompressed && (pageType != pageDataV2 || v2Compressed != 0) {
+			body := make([]byte, compressed-skip)
+			if _, err := r.ReadAt(body, pos+t.n+skip); err != nil {
+				return fmt.Errorf("page at byte %d: %w", pos, err)
+			}
+			if err := checkInflate(codec, body, want); err != nil {
+				return fmt.Errorf("page at byte %d: %w", pos, err)
+			}
+		}
 		pos += t.n + compressed
+	}
+	return nil
+}
+
+// pageDataV2 is PageType DATA_PAGE_V2.
+const pageDataV2 = 3
+
+// checkInflate decompresses src with codec, keeping at most want bytes,
+// and refuses it if it holds more or does not decompress. parquet-go's
+// decoders trust the data: a page of a few hundred kilobytes whose zstd
+// frames inflate to gigabytes would be inflated whole, and its LZ4 decoder
+// doubles its buffer without end on a corrupt block.
+func checkInflate(codec format.CompressionCodec, src []byte, want int64) error {
+	var n int64
+	var err error
+	switch codec {
+	case format.Snappy:
+		var l int
+		if l, err = snappy.DecodedLen(src); err == nil {
+			if n = int64(l); n <= want {
+				_, err = snappy.Decode(make([]byte, l), src)
+			}
+		}
+	case format.Gzip:
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(bytes.NewReader(src)); err == nil {
+			n, err = io.Copy(io.Discard, io.LimitReader(zr, want+1))
+		}
+	case format.Brotli:
+		n, err = io.Copy(io.Discard, io.LimitReader(brotli.NewReader(bytes.NewReader(src)), want+1))
+	case format.Zstd:
+		// DecodeAll, as parquet-go decodes, with its allocations bounded:
+		// a frame claiming more than want is refused before it is made.
+		var d *zstd.Decoder
+		if d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(max(want, 1)))); err == nil {
+			var out []byte
+			out, err = d.DecodeAll(src, nil)
+			d.Close()
+			n = int64(len(out))
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+				n, err = want+1, nil
+			}
+		}
+	case format.Lz4Raw:
+		var l int
+		l, err = lz4.UncompressBlock(src, make([]byte, want))
+		n = int64(l)
+	default:
+		return nil // a codec parquet-go lacks is its to refuse
+	}
+	if err != nil {
+		return fmt.Errorf("%s data that does not decompress within its stated %d bytes: %v", codec, want, err)
+	}
+	if n > want {
+		return fmt.Errorf("%s data inflates past its stated %d bytes", codec, want)
 	}
 	return nil
 }
@@ -241,7 +330,11 @@ func (t *thriftReader) walkStruct(depth int, path []int16, visit func([]int16, i
 			id = int16(v)
 		}
 		if typ == ctTrue || typ == ctFalse {
-			continue // a field's boolean lives in its header
+			// A field's boolean lives in its header.
+			if visit != nil {
+				visit(append(path, id), map[byte]int64{ctTrue: 1, ctFalse: 0}[typ])
+			}
+			continue
 		}
 		if err := t.walkValue(typ, depth, append(path, id), visit); err != nil {
 			return err

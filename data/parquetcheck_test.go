@@ -2,13 +2,19 @@ package data
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/pierrec/lz4/v4"
 )
 
 func goodParquet(t *testing.T) []byte {
@@ -107,7 +113,7 @@ func TestCheckPages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkPages(bytes.NewReader(tt.chunk), 0, int64(len(tt.chunk)))
+			err := checkPages(bytes.NewReader(tt.chunk), 0, int64(len(tt.chunk)), format.Uncompressed)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatal(err)
@@ -125,5 +131,54 @@ func TestThriftDepth(t *testing.T) {
 	err := newThriftReader(bytes.NewReader(b), int64(len(b))).skipStruct(0, nil)
 	if err == nil || !strings.Contains(err.Error(), "nested deeper") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCheckInflate: for every codec, data that inflates to exactly its
+// stated size passes, and the same data against a smaller stated size is
+// refused after decompressing no more than that; a corrupt LZ4 block is
+// refused (parquet-go's own decoder would double its buffer for ever).
+func TestCheckInflate(t *testing.T) {
+	plain := bytes.Repeat([]byte("a decompression bomb is mostly one byte "), 4096) // 160 KiB
+	zenc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz, br bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(plain)
+	gw.Close()
+	bw := brotli.NewWriter(&br)
+	bw.Write(plain)
+	bw.Close()
+	lz := make([]byte, lz4.CompressBlockBound(len(plain)))
+	n, err := lz4.CompressBlock(plain, lz, nil)
+	if err != nil || n == 0 {
+		t.Fatalf("lz4: %d, %v", n, err)
+	}
+	packed := map[format.CompressionCodec][]byte{
+		format.Zstd:   zenc.EncodeAll(plain, nil),
+		format.Gzip:   gz.Bytes(),
+		format.Brotli: br.Bytes(),
+		format.Snappy: snappy.Encode(nil, plain),
+		format.Lz4Raw: lz[:n],
+	}
+	for codec, src := range packed {
+		if len(src) >= len(plain)/10 {
+			t.Fatalf("%s: %d bytes compressed, not a bomb", codec, len(src))
+		}
+		if err := checkInflate(codec, src, int64(len(plain))); err != nil {
+			t.Errorf("%s at its true size: %v", codec, err)
+		}
+		err := checkInflate(codec, src, 1000)
+		if err == nil || !strings.Contains(err.Error(), "1000 bytes") {
+			t.Errorf("%s stated as 1000 bytes: %v", codec, err)
+		}
+	}
+	if err := checkInflate(format.Lz4Raw, []byte{0xf0, 0xff, 0xff, 0x01, 0x02}, 1<<20); err == nil {
+		t.Error("a corrupt LZ4 block passed")
+	}
+	if err := checkInflate(format.Zstd, []byte("not zstd at all"), 1<<20); err == nil {
+		t.Error("data that is not zstd passed")
 	}
 }

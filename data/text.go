@@ -30,7 +30,10 @@ type TextPair struct {
 	// Source names the row in its file for per-example outputs: the row's
 	// own "id" field when it has one (RewardBench's), else its 0-based
 	// position among the file's rows.
-	Source   string
+	Source string
+	// Where is the row's place as the file's errors name it: a line number
+	// (JSON Lines) or "row N" (JSON arrays, Parquet).
+	Where    string
 	Prompt   []Message
 	Chosen   []Message
 	Rejected []Message
@@ -163,7 +166,7 @@ func ReadTextPairs(path string, opt ReadOptions) ([]TextPair, ReadStats, error) 
 			st.Skip(err.Error(), full)
 			return nil
 		}
-		p.ID = len(pairs)
+		p.ID, p.Where = len(pairs), where
 		if p.Source == "" {
 			p.Source = strconv.Itoa(st.Rows - 1)
 		}
@@ -241,13 +244,21 @@ func readJSONLines(br *bufio.Reader, name string, handle func(string, []byte) er
 
 // readJSONArray streams the elements of a top-level JSON array.
 func readJSONArray(br *bufio.Reader, name string, handle func(string, []byte) error) error {
-	dec := json.NewDecoder(br)
+	// Elements are capped like JSON Lines rows: the decoder holds a whole
+	// element in memory, so without a cap one endless element would be
+	// read whole.
+	cr := &cappedReader{r: br, max: MaxLineBytes}
+	dec := json.NewDecoder(cr)
 	if _, err := dec.Token(); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
 	}
 	for i := 0; dec.More(); i++ {
+		cr.max = dec.InputOffset() + MaxLineBytes + 1
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, errElementTooLong) {
+				return fmt.Errorf("%w: %s:[%d]: element longer than %d bytes", ErrInvalid, name, i, MaxLineBytes)
+			}
 			return fmt.Errorf("%w: %s:[%d]: %v", ErrInvalid, name, i, jsonEOF(err))
 		}
 		if err := handle(fmt.Sprintf("[%d]", i), raw); err != nil {
@@ -261,6 +272,29 @@ func readJSONArray(br *bufio.Reader, name string, handle func(string, []byte) er
 		return fmt.Errorf("%w: %s: data after the closing ']' of the JSON array", ErrInvalid, name)
 	}
 	return nil
+}
+
+// errElementTooLong stops a JSON array's decoder at the element cap.
+var errElementTooLong = errors.New("element too long")
+
+// cappedReader fails once its reader is read past byte max (from the
+// start): the JSON decoder reads ahead at most a buffer's worth, so
+// setting max one cap past an element's start bounds that element.
+type cappedReader struct {
+	r        io.Reader
+	pos, max int64
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.pos >= c.max {
+		return 0, errElementTooLong
+	}
+	if left := c.max - c.pos; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := c.r.Read(p)
+	c.pos += int64(n)
+	return n, err
 }
 
 // jsonEOF names a premature end, which the decoder reports as a bare EOF.
@@ -331,6 +365,12 @@ func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
 	}
 	if slices.Equal(chosen, rejected) {
 		return p, fmt.Errorf("fields %q and %q are identical", keys.Chosen, keys.Rejected)
+	}
+	// A reward model scores a response to a prompt; the decomposition
+	// swaps prompts between pairs. A conversation with no user turn has
+	// no prompt to score against or swap.
+	if !slices.ContainsFunc(prompt, func(m Message) bool { return m.Role == "user" }) {
+		return p, fmt.Errorf("no user turn: the prompt (field %q, or the turns %q and %q share) holds no user message", keys.Prompt, keys.Chosen, keys.Rejected)
 	}
 	p.Prompt, p.Chosen, p.Rejected = prompt, chosen, rejected
 	if v, ok := row[keys.Margin]; ok && string(v) != "null" {

@@ -33,6 +33,11 @@ func LoadCausalLM(dir string, device gotch.Device) (*CausalLM, error) {
 		m.Drop()
 		return nil, err
 	}
+	// With tied embeddings transformers uses embed_tokens as the output
+	// layer and ignores a stored lm_head.weight.
+	if m.Config.TieWordEmbeddings {
+		files = nil
+	}
 	for _, path := range files {
 		f, err := safetensors.Open(path)
 		if err != nil {

@@ -139,6 +139,25 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
 	c.applyDefaults()
+	// What transformers' config classes do with these keys: LlamaConfig
+	// has no sliding window (LlamaModel attends to every earlier token
+	// whatever config.json says); MistralConfig defaults it to 4096 when
+	// the key is absent (null turns it off); max_position_embeddings
+	// defaults to 2048 (Llama) and 4096·32 (Mistral).
+	switch c.ModelType {
+	case "llama":
+		c.SlidingWindow = 0
+		if _, ok := raw["max_position_embeddings"]; !ok {
+			c.MaxPositionEmbeddings = 2048
+		}
+	case "mistral":
+		if _, ok := raw["sliding_window"]; !ok {
+			c.SlidingWindow = 4096
+		}
+		if _, ok := raw["max_position_embeddings"]; !ok {
+			c.MaxPositionEmbeddings = 4096 * 32
+		}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -175,11 +194,11 @@ func ropeParameters(raw map[string]json.RawMessage, name string) error {
 		}
 	}
 	switch typ {
-	case "", "default":
-		delete(m, "rope_type")
-		for k := range m {
-			return fmt.Errorf("%w: %s: rope_parameters.%s is not supported with rope_type %q", ErrConfig, name, k, typ)
-		}
+	case "default":
+		// Plain rotary embeddings; other values are ignored, as
+		// transformers does.
+	case "":
+		return fmt.Errorf("%w: %s: rope_parameters.rope_type is missing", ErrConfig, name)
 	case "llama3":
 		for k := range m {
 			switch k {
@@ -339,6 +358,12 @@ func (c *Config) Validate() error {
 	if c.SlidingWindow < 0 {
 		return bad("sliding_window", "must not be negative, got %d", c.SlidingWindow)
 	}
+	if c.MaxPositionEmbeddings < 1 {
+		return bad("max_position_embeddings", "must be positive, got %d", c.MaxPositionEmbeddings)
+	}
+	if c.NumLabels < 0 {
+		return bad("num_labels", "must not be negative, got %d", c.NumLabels)
+	}
 	if c.PadTokenID != nil && (*c.PadTokenID < 0 || *c.PadTokenID >= c.VocabSize) {
 		return bad("pad_token_id", "%d is outside the vocabulary (%d)", *c.PadTokenID, c.VocabSize)
 	}
@@ -348,8 +373,12 @@ func (c *Config) Validate() error {
 			if !(rs.Factor >= 1) || !(rs.LowFreqFactor > 0) || !(rs.HighFreqFactor > rs.LowFreqFactor) || rs.OriginalMaxPositionEmbeddings < 1 {
 				return bad("rope_scaling", "llama3 needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0")
 			}
-		case "", "default":
+		case "default":
+			// Plain rotary embeddings: transformers ignores any other
+			// value given with it.
 			c.RopeScaling = nil
+		case "":
+			return bad("rope_scaling.rope_type", "missing: a scaling needs its type (transformers refuses it too)")
 		default:
 			return bad("rope_scaling.rope_type", "%q is not supported (want llama3)", rs.Type)
 		}

@@ -131,6 +131,12 @@ func LoadWith(dir string, device gotch.Device, rng *rand.Rand, opt LoadOptions) 
 			}
 		}
 	}
+	if _, ok := weights["score.weight"]; ok && c.NumLabels > 1 {
+		// transformers would build a head of num_labels outputs and
+		// refuse this one-row score.weight.
+		return fail(fmt.Errorf("%w: %s: num_labels = %d but score.weight has one row: a reward model has one output (num_labels 1)",
+			ErrConfig, filepath.Join(dir, "config.json"), c.NumLabels))
+	}
 	if _, ok := weights["score.weight"]; !ok {
 		shape, _ := c.ParamShape("score.weight")
 		t, err := onDevice(Float32Bytes(initValues(c, "score.weight", shape, rng)), shape, gotch.Float, device)
@@ -336,6 +342,10 @@ func hfConfig(c *Config) ([]byte, error) {
 	m["label2id"] = map[string]int{"LABEL_0": 0}
 	m["torch_dtype"] = "float32"
 	m["tie_word_embeddings"] = false
+	if c.ModelType == "mistral" && c.SlidingWindow == 0 {
+		// Absent means 4096 to MistralConfig: no window is null.
+		m["sliding_window"] = nil
+	}
 	if c.PadTokenID == nil {
 		// transformers' sequence-classification models need a pad id to
 		// batch; without one they refuse batches of more than one row.

@@ -160,6 +160,20 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if info.NewHead || info.Stats == nil || info.Stats.RewardStd != 2 {
 		t.Errorf("load info %+v", info)
 	}
+	if d := m2.Config.ShapeDiff(m.Config); d != "" {
+		t.Errorf("the reloaded config differs: %s", d)
+	}
+	// A Mistral without a window is saved so that it reloads without one
+	// (an absent key means 4096 to transformers and prism).
+	nw := *m.Config
+	nw.SlidingWindow = 0
+	raw, err := hfConfig(&nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ParseConfig(raw, "config.json"); err != nil || c.SlidingWindow != 0 {
+		t.Errorf("windowless Mistral reloads with sliding_window %d (%v)", c.SlidingWindow, err)
+	}
 	got := rewards(t, m2, b)
 	for i := range want {
 		if math.Abs(got[i]-want[i]) > 1e-6 {
@@ -307,7 +321,11 @@ func TestConfigErrors(t *testing.T) {
 		{`,"hidden_size":1048576,"intermediate_size":1048576,"num_hidden_layers":4096,"num_attention_heads":512,"num_key_value_heads":512}`, "parameters"},
 		// transformers 5's rope_parameters.
 		{`,"rope_parameters":{"rope_type":"yarn","factor":4}}`, `rope_type "yarn"`},
-		{`,"rope_parameters":{"rope_type":"default","factor":4}}`, "rope_parameters.factor"},
+		{`,"rope_parameters":{"rope_theta":5e5}}`, "rope_parameters.rope_type is missing"},
+		{`,"rope_scaling":{"factor":8}}`, "rope_scaling.rope_type"},
+		{`,"max_position_embeddings":-7}`, "max_position_embeddings"},
+		{`,"max_position_embeddings":0}`, "max_position_embeddings"},
+		{`,"num_labels":-1}`, "num_labels"},
 		{`,"rope_parameters":{"rope_type":"default","rope_theta":5e5},"rope_theta":1e4}`, "rope_parameters.rope_theta"},
 		{`,"rope_parameters":{"rope_type":"default"},"rope_scaling":{"rope_type":"llama3"}}`, "both rope_parameters and rope_scaling"},
 		{`,"rope_parameters":[1]}`, "rope_parameters"},
@@ -430,6 +448,26 @@ func TestCausalLMLogLik(t *testing.T) {
 			t.Errorf("row %d: %v alone, %v in a batch", i, one[0], both[i])
 		}
 	}
+	// Tied, a stored lm_head is ignored, as transformers ignores it: the
+	// zero head of dir gives way to the embeddings.
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), `"tie_word_embeddings": false`, `"tie_word_embeddings": true`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tiedStored, err := LoadCausalLM(dir, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tiedStored.Drop()
+	ll3, err := tiedStored.ResponseLogLik(prompts, responses, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ll3 {
+		if math.Abs(ll3[i]-both[i]) > 1e-5 {
+			t.Errorf("row %d: tied with a stored lm_head %v, tied without %v", i, ll3[i], both[i])
+		}
+	}
 	// Without lm_head and untied, it is not a language model.
 	dir3 := writeHF(t, m.Config, vals, safetensors.F32, 1, false)
 	if _, err := LoadCausalLM(dir3, gotch.CPU); err == nil || !strings.Contains(err.Error(), "lm_head") {
@@ -443,4 +481,31 @@ func mustRead(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestConfigFollowsTransformers: keys whose meaning depends on the
+// architecture are read as transformers' config classes read them.
+func TestConfigFollowsTransformers(t *testing.T) {
+	base := `{"vocab_size":32,"hidden_size":16,"intermediate_size":32,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"rms_norm_eps":1e-5,"hidden_act":"silu",`
+	tests := []struct {
+		extra         string
+		window, maxPE int
+	}{
+		// LlamaModel has no sliding window, whatever config.json says.
+		{`"model_type":"llama","sliding_window":4}`, 0, 2048},
+		{`"model_type":"llama","max_position_embeddings":8192}`, 0, 8192},
+		// MistralConfig: an absent window is 4096; null turns it off.
+		{`"model_type":"mistral"}`, 4096, 131072},
+		{`"model_type":"mistral","sliding_window":null}`, 0, 131072},
+		{`"model_type":"mistral","sliding_window":16,"max_position_embeddings":32768}`, 16, 32768},
+	}
+	for _, tt := range tests {
+		c, err := ParseConfig([]byte(base+tt.extra), "config.json")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.extra, err)
+		}
+		if c.SlidingWindow != tt.window || c.MaxPositionEmbeddings != tt.maxPE {
+			t.Errorf("%s: sliding_window %d, max_position_embeddings %d; want %d, %d", tt.extra, c.SlidingWindow, c.MaxPositionEmbeddings, tt.window, tt.maxPE)
+		}
+	}
 }

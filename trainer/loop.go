@@ -70,10 +70,38 @@ func (r *run) stepHooks() []StepHook {
 	hooks := []StepHook{
 		r.recordStep,
 		r.countBad,
+		r.warnZeroGradient(),
 		EveryNSteps(r.cfg.Eval.Every, beforeEnd(func(StepInfo) error { _, err := r.evaluate(); return err })),
 		EveryNSteps(r.cfg.Checkpoint.Every, beforeEnd(func(StepInfo) error { return r.checkpoint() })),
 	}
 	return append(hooks, r.opt.OnStep...)
+}
+
+// zeroGradSteps is how many first steps with an exactly zero gradient
+// make a run warn.
+const zeroGradSteps = 3
+
+// warnZeroGradient warns once when the run's first steps all have an
+// exactly zero gradient: the loss cannot move, usually because the pairs'
+// two sides do not differ in anything the model sees (a chat template that
+// drops what differs, text the tokenizer cannot tell apart).
+func (r *run) warnZeroGradient() StepHook {
+	zero, done := 0, false
+	return func(s StepInfo) error {
+		if done || s.Skipped {
+			return nil
+		}
+		if s.GradNorm != 0 {
+			done = true
+			return nil
+		}
+		if zero++; zero == zeroGradSteps {
+			done = true
+			r.log.Warn("the gradient has been exactly zero for the first steps: nothing is being learned; check that the pairs' two sides differ once rendered and tokenised",
+				"steps", zeroGradSteps, "step", s.Step)
+		}
+		return nil
+	}
 }
 
 // recordStep writes the step's metrics row and shows progress.

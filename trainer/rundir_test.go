@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -161,5 +162,30 @@ func TestRunFolderLock(t *testing.T) {
 	}
 	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
 		t.Errorf("the lock file outlived the run: %v", err)
+	}
+}
+
+// TestWarnZeroGradient: three first steps with a zero gradient warn once;
+// a run whose gradient moves does not warn, even if it is zero later.
+func TestWarnZeroGradient(t *testing.T) {
+	for _, tt := range []struct {
+		norms []float64
+		warns int
+	}{
+		{[]float64{0, 0, 0, 0, 0}, 1},
+		{[]float64{0, 0, 1, 0, 0, 0}, 0},
+		{[]float64{0.5, 0, 0, 0}, 0},
+	} {
+		var buf strings.Builder
+		r := &run{log: slog.New(slog.NewTextHandler(&buf, nil))}
+		hook := r.warnZeroGradient()
+		for i, g := range tt.norms {
+			if err := hook(StepInfo{Step: i + 1, GradNorm: g}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := strings.Count(buf.String(), "exactly zero"); got != tt.warns {
+			t.Errorf("norms %v: %d warnings, want %d:\n%s", tt.norms, got, tt.warns, buf.String())
+		}
 	}
 }

@@ -198,7 +198,16 @@ func (r *run) loadData() error {
 	}
 	var dropped, truncated, ed, et int
 	r.train, dropped, truncated = data.Fit(r.train, c.MaxLength, data.Truncation(c.Truncation))
+	heldOut := len(r.eval)
 	r.eval, ed, et = data.Fit(r.eval, c.MaxLength, data.Truncation(c.Truncation))
+	if heldOut > 0 && len(r.eval) == 0 {
+		// Evaluating nothing would report a model measured on no pair.
+		from := "the held-out split of " + c.Train
+		if c.Eval != "" {
+			from = c.Eval
+		}
+		return fmt.Errorf("%s: no evaluation pair is left after the length limit: all %d were over data.max_length = %d (raise it, use data.truncation: left, or set data.eval_fraction: 0 and no data.eval to train without evaluation)", from, heldOut, c.MaxLength)
+	}
 	r.log.Info("data", "train_pairs", len(r.train), "eval_pairs", len(r.eval),
 		"dropped_over_length", dropped+ed, "truncated", truncated+et, "max_length", c.MaxLength, "policy", c.Truncation)
 	if !r.resumed {

@@ -88,8 +88,8 @@ func LoadConfigWith(dir string, o Override) (*Config, error) {
 		if !ok {
 			return nil, fmt.Errorf("chattemplate: no built-in template %q (have %s)", o.Builtin, strings.Join(BuiltinNames(), ", "))
 		}
-		cfg.Template = src
-		return cfg, compiles(src, "built-in template "+o.Builtin)
+		cfg.Template, cfg.Source = src, "built-in template "+o.Builtin
+		return cfg, compiles(src, cfg.Source)
 	}
 	src, err := fsutil.ReadFile(o.File, fsutil.CapConfig)
 	if err != nil {
@@ -98,6 +98,6 @@ func LoadConfigWith(dir string, o Override) (*Config, error) {
 	if len(strings.TrimSpace(string(src))) == 0 {
 		return nil, fmt.Errorf("chattemplate: template file %s is empty", o.File)
 	}
-	cfg.Template = string(src)
+	cfg.Template, cfg.Source = string(src), o.File
 	return cfg, compiles(cfg.Template, o.File)
 }

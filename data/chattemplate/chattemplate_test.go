@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"prism/data"
 	"prism/internal/fixtures"
@@ -80,10 +81,12 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := LoadConfig(writeConfig(t, tt.body))
+			dir := writeConfig(t, tt.body)
+			cfg, err := LoadConfig(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
+			tt.want.Source = filepath.Join(dir, "tokenizer_config.json")
 			if *cfg != tt.want {
 				t.Errorf("LoadConfig = %+v, want %+v", *cfg, tt.want)
 			}
@@ -262,14 +265,26 @@ func TestRenderErrors(t *testing.T) {
 	}
 }
 
-// FuzzRender checks that no template or conversation makes rendering panic.
+// FuzzRender checks that no template or conversation makes rendering
+// panic, crash or run away: it renders with small limits on, so templates
+// that recurse, loop or repeat without end must stop at them.
 func FuzzRender(f *testing.F) {
+	f.Add(`{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}`, `[]`)
+	f.Add(`{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}`, `[]`)
+	f.Add(`{% set ns = namespace(s='ab') %}{% for m in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}`, `[]`)
+	f.Add(`{{ 'x' * 3000000000 }}{{ 'y' * -5 }}`, `[]`)
+	f.Add(`{%- macro m() -%}{%- for x in messages recursive -%}{{ loop(x.content) }}{%- endfor -%}{%- endmacro -%}{{ m() }}`, `[{"content": [{"content": []}]}]`)
 	f.Add(`{{ messages[5].content + 1 }}`, `[{"role": "user", "content": "x"}]`)
 	f.Add(`{{ (messages | first).content | trim }}{{ 1 / 0 }}`, `[{}]`)
 	f.Add(`{% for m in messages %}{{ m.content[::-1] | tojson(indent=2) }}{% endfor %}`, `[{"content": [1, {"a": null}]}]`)
 	f.Add(`{{ raise_exception() }}`, `[]`)
 	f.Add(`{% set ns = namespace(x=1) %}{{ ns.x.y.z() }}`, `[]`)
+	lim := Limits{Depth: 32, Steps: 10_000, Output: 1 << 20, Time: time.Second}
 	f.Fuzz(func(t *testing.T, template, messages string) {
-		RenderJSON(&Config{Template: template}, []byte(messages), Options{})
+		start := time.Now()
+		RenderJSON(&Config{Template: template}, []byte(messages), Options{Limits: &lim})
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("rendering took %v under a 1s limit", d)
+		}
 	})
 }

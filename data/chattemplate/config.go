@@ -19,6 +19,9 @@ type Config struct {
 	// BOS and EOS are the tokenizer's bos_token and eos_token, empty when
 	// the tokenizer has none.
 	BOS, EOS string
+	// Source names where the template came from (a file, or a built-in
+	// template), for errors.
+	Source string
 }
 
 // LoadConfig reads the chat template and the BOS and EOS tokens of the
@@ -52,7 +55,7 @@ func LoadConfig(dir string) (*Config, error) {
 	jinjaPath := filepath.Join(dir, "chat_template.jinja")
 	switch src, err := fsutil.ReadFile(jinjaPath, fsutil.CapConfig); {
 	case err == nil:
-		cfg.Template = string(src)
+		cfg.Template, cfg.Source = string(src), jinjaPath
 		return cfg, compiles(cfg.Template, jinjaPath)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("chattemplate: %w", err)
@@ -63,6 +66,7 @@ func LoadConfig(dir string) (*Config, error) {
 	if cfg.Template, err = parseTemplate(fields.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("chattemplate: %s: %w", path, err)
 	}
+	cfg.Source = path
 	if err := compiles(cfg.Template, path); err != nil {
 		return nil, err
 	}

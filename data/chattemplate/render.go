@@ -26,6 +26,8 @@ type Options struct {
 	// order: templates print tools with tojson or by iterating their items,
 	// and transformers keeps the order the definition was written in.
 	Tools []json.RawMessage
+	// Limits bound the rendering (nil: DefaultLimits).
+	Limits *Limits
 }
 
 // TemplateError is the error a template raises by calling
@@ -43,9 +45,9 @@ func (e *TemplateError) Error() string { return e.Message }
 //
 // The engine is more lenient than Jinja2 in places: an undefined value in
 // an expression (undefined + "x", undefined.attr) renders as empty where
-// Jinja2 fails, and none prints as "" rather than "None". It has no
-// recursion limit, so a macro that calls itself without end exhausts the
-// stack; render only templates shipped with models.
+// Jinja2 fails, and none prints as "" rather than "None". Rendering runs
+// within opt.Limits (macro depth, steps, output, memory, time): a
+// template that reaches one fails with a *LimitError naming it.
 func Render(cfg *Config, messages []data.Message, opt Options) (string, error) {
 	list := make([]jinja.Value, len(messages))
 	for i, m := range messages {
@@ -91,10 +93,24 @@ func render(cfg *Config, messages jinja.Value, opt Options) (out string, err err
 		}
 	}()
 
-	tmpl, err := jinja.Compile(cfg.Template)
+	lim := DefaultLimits()
+	if opt.Limits != nil {
+		lim = *opt.Limits
+	}
+	if err := checkLiterals(cfg.Template, lim); err != nil {
+		err.(*LimitError).Source = cfg.Source
+		return "", err
+	}
+	tmpl, err := jinja.Compile(guardSource(cfg.Template))
 	if err != nil {
+		// The guards only add tags after tags that compiled: report the
+		// template's own error.
+		if _, err2 := jinja.Compile(cfg.Template); err2 != nil {
+			err = err2
+		}
 		return "", fmt.Errorf("chattemplate: compiling template: %w", err)
 	}
+	b := newBudget(lim)
 
 	// transformers always passes tools and documents, as None when absent.
 	tools := jinja.None()
@@ -116,10 +132,21 @@ func render(cfg *Config, messages jinja.Value, opt Options) (out string, err err
 		"eos_token":             jinja.NewString(cfg.EOS),
 		"raise_exception":       jinja.NewCallable("raise_exception", raiseException),
 	}
+	for k, v := range b.vars() {
+		vars[k] = v
+	}
 
 	out, err = tmpl.RenderValues(vars)
 	if err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			le.Source = cfg.Source
+			return "", le
+		}
 		return "", fmt.Errorf("chattemplate: rendering template: %w", err)
+	}
+	if len(out) > lim.Output {
+		return "", &LimitError{Limit: "output", Msg: fmt.Sprintf("%d bytes of output, more than the %d-byte limit", len(out), lim.Output), Source: cfg.Source}
 	}
 	return out, nil
 }

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"prism/internal/fsutil"
+	"slices"
 	"strings"
+
+	"prism/internal/fsutil"
 
 	"prism/data"
 	"prism/data/chattemplate"
@@ -58,7 +60,7 @@ func LoadWith(dir string, opt LoadOptions) (*Encoder, error) {
 func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 	prompt, err := chattemplate.Render(e.Chat, p.Prompt, chattemplate.Options{AddGenerationPrompt: true})
 	if err != nil {
-		return data.Pair{}, fmt.Errorf("chat template (prompt): %w", err)
+		return data.Pair{}, templateErr("chat template (prompt)", err)
 	}
 	out := data.Pair{ID: p.ID, Source: p.Source, Margin: p.Margin, Tags: p.Tags}
 	if p.Subset != "" {
@@ -77,7 +79,7 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 	}{{"chosen", p.Chosen, &out.Chosen}, {"rejected", p.Rejected, &out.Rejected}} {
 		full, err := renderFull(e, append(append([]data.Message{}, p.Prompt...), side.msgs...))
 		if err != nil {
-			return data.Pair{}, fmt.Errorf("chat template (%s): %w", side.name, err)
+			return data.Pair{}, templateErr("chat template ("+side.name+")", err)
 		}
 		resp, ok := strings.CutPrefix(full, prompt)
 		if !ok {
@@ -89,6 +91,12 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 		if len(*side.dst) == 0 {
 			return data.Pair{}, fmt.Errorf("%s: the response renders to no tokens", side.name)
 		}
+	}
+	// Different texts can still be the same tokens (characters the
+	// tokenizer maps to <unk>, or a template that drops what differs): a
+	// pair with nothing between its sides teaches nothing.
+	if slices.Equal(out.Chosen, out.Rejected) {
+		return data.Pair{}, errors.New("chosen and rejected are the same tokens once rendered and tokenised (characters the tokenizer cannot tell apart, or a chat template that leaves out what differs)")
 	}
 	return out, nil
 }
@@ -115,8 +123,16 @@ func (e *Encoder) Pairs(name string, in []data.TextPair, skipInvalid bool) ([]da
 	var st data.ReadStats
 	for _, p := range in {
 		q, err := e.Pair(p)
+		var le *chattemplate.LimitError
+		if errors.As(err, &le) {
+			// The template is at fault, not the row: nothing to skip.
+			return nil, st, fmt.Errorf("%s:%s: %w", name, p.Where, err)
+		}
 		if err != nil {
 			full := fmt.Errorf("%w: %s: row %s: %v", data.ErrInvalid, name, p.Source, err)
+			if p.Where != "" {
+				full = fmt.Errorf("%w: %s:%s: %v", data.ErrInvalid, name, p.Where, err)
+			}
 			if !skipInvalid {
 				return nil, st, full
 			}
@@ -212,7 +228,17 @@ func renderFull(e *Encoder, msgs []data.Message) (string, error) {
 func (e *Encoder) Conversation(msgs []data.Message) ([]int64, error) {
 	text, err := renderFull(e, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("chat template: %w", err)
+		return nil, templateErr("chat template", err)
 	}
 	return e.ids(text)
+}
+
+// templateErr puts context on a rendering error; a limit error already
+// names the template and says what it reached.
+func templateErr(context string, err error) error {
+	var le *chattemplate.LimitError
+	if errors.As(err, &le) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", context, err)
 }

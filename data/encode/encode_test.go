@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"prism/data"
@@ -102,5 +103,27 @@ func TestIsTokenFile(t *testing.T) {
 				t.Errorf("IsTokenFile = %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestIdenticalOnceRendered: texts that differ but render (or tokenise)
+// to the same ids are refused. A template reading an attribute the
+// messages lack renders every response alike.
+func TestIdenticalOnceRendered(t *testing.T) {
+	tmpl := filepath.Join(t.TempDir(), "t.jinja")
+	if err := os.WriteFile(tmpl, []byte(`{% for m in messages %}<{{ m.role }}>{{ m.nickname }}.{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := LoadWith(fixtureDir(t), LoadOptions{TemplateFile: tmpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Pair(data.TextPair{
+		Prompt:   []data.Message{{Role: "user", Content: "Capital of France?"}},
+		Chosen:   []data.Message{{Role: "assistant", Content: "Paris."}},
+		Rejected: []data.Message{{Role: "assistant", Content: "Lyon."}},
+	})
+	if err == nil || !strings.Contains(err.Error(), "same tokens") {
+		t.Fatalf("a pair rendered alike: %v", err)
 	}
 }

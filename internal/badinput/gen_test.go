@@ -391,10 +391,18 @@ func generate(root string) (map[string][]byte, error) {
 		"empty-header":          rawSafetensors(`{}`, nil),
 		"header-length-garbage": []byte("PK\x03\x04 this is a zip file, not safetensors"),
 	}
+	// The format packs tensors: no gaps, nothing after the last one.
+	st["gap-between-tensors"] = rawSafetensors(`{"model.norm.weight":{"dtype":"F32","shape":[8],"data_offsets":[0,32]},`+
+		`"model.embed_tokens.weight":{"dtype":"F32","shape":[128,8],"data_offsets":[48,4144]}}`, make([]byte, 4144))
+	st["bytes-after-last-tensor"] = append(slices.Clone(full), make([]byte, 24)...)
 	for name, b := range st {
 		files["safetensors/"+name+"/config.json"] = []byte(goodModelConfig)
 		files["safetensors/"+name+"/model.safetensors"] = b
 	}
+	// A one-row reward head under a config of three labels: transformers
+	// would build a three-output head and refuse these weights.
+	files["safetensors/num-labels-3/config.json"] = []byte(strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": 3`, 1))
+	files["safetensors/num-labels-3/model.safetensors"] = full
 	// Sharded checkpoints whose index points outside the folder or at a
 	// missing shard.
 	files["safetensors/index-escapes/config.json"] = []byte(goodModelConfig)
@@ -409,6 +417,17 @@ func generate(root string) (map[string][]byte, error) {
 	for name, cfg := range map[string]string{
 		"huge-hidden": strings.Replace(goodModelConfig, `"hidden_size": 8`, `"hidden_size": 1099511627776`, 1),
 		"huge-layers": strings.Replace(goodModelConfig, `"num_hidden_layers": 1`, `"num_hidden_layers": 4000000000`, 1),
+		// What transformers' config classes refuse.
+		"max-position-negative": strings.Replace(goodModelConfig, `"max_position_embeddings": 128`, `"max_position_embeddings": -7`, 1),
+		"max-position-zero":     strings.Replace(goodModelConfig, `"max_position_embeddings": 128`, `"max_position_embeddings": 0`, 1),
+		"rope-scaling-no-type":  strings.Replace(goodModelConfig, `"rope_theta": 10000,`, `"rope_theta": 10000, "rope_scaling": {"factor": 8.0},`, 1),
+		"rope-parameters-yarn": strings.Replace(goodModelConfig, `"rope_theta": 10000,`,
+			`"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000, "factor": 4.0},`, 1),
+		"rope-parameters-theta-conflict": strings.Replace(goodModelConfig, `"rope_theta": 10000,`,
+			`"rope_theta": 10000, "rope_parameters": {"rope_type": "default", "rope_theta": 500000},`, 1),
+		"rope-parameters-and-scaling": strings.Replace(goodModelConfig, `"rope_theta": 10000,`,
+			`"rope_parameters": {"rope_type": "default"}, "rope_scaling": {"rope_type": "llama3", "factor": 8.0},`, 1),
+		"num-labels-negative": strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": -1`, 1),
 	} {
 		files["modelcfg/"+name+"/config.json"] = []byte(cfg)
 		files["modelcfg/"+name+"/model.safetensors"] = rawSafetensors(`{}`, nil)
@@ -502,6 +521,16 @@ func generate(root string) (map[string][]byte, error) {
 	files["pairs/parquet-footer-length-4gb.parquet"] = huge
 	files["pairs/parquet-header-only.parquet"] = []byte("PAR1")
 	if files["pairs/parquet-schema-list-2g.parquet"], err = hugeSchemaList(okPQ); err != nil {
+		return nil, err
+	}
+	// Invalid UTF-8 in a string column (json would make it U+FFFD).
+	if files["pairs/parquet-invalid-utf8.parquet"], err = parquetFile([]pqPair{pairs[0], {"2+2?", "fo\xffur", "5"}}); err != nil {
+		return nil, err
+	}
+	// A zstd page that inflates past the size its header states (a
+	// decompression bomb, in the small).
+	bomb := []pqPair{{strings.Repeat("Say a lot. ", 900), "a lot", "a little"}}
+	if files["pairs/parquet-zstd-inflates-past-size.parquet"], err = understatedPage(bomb); err != nil {
 		return nil, err
 	}
 	if files["pairs/parquet-page-size-2g.parquet"], err = hugePage(okPQ); err != nil {
@@ -600,6 +629,46 @@ func hugePage(pq []byte) ([]byte, error) {
 	out := slices.Clone(pq)
 	copy(out[start:], repl)
 	return out, nil
+}
+
+// understatedPage writes rows as a zstd Parquet file and rewrites the
+// first page header's uncompressed size to 8,200 bytes, in a varint of the
+// same length, so the page inflates past what it states.
+func understatedPage(rows []pqPair) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := parquet.Write(&buf, rows, parquet.Compression(&parquet.Zstd)); err != nil {
+		return nil, err
+	}
+	pq := buf.Bytes()
+	pos := 4
+	skip := func() error { // an i32 field
+		if pq[pos] != 0x15 {
+			return fmt.Errorf("unexpected page header byte %#x at %d", pq[pos], pos)
+		}
+		for pos++; pq[pos] >= 0x80; pos++ {
+		}
+		pos++
+		return nil
+	}
+	if err := skip(); err != nil { // type
+		return nil, err
+	}
+	start := pos + 1
+	if err := skip(); err != nil { // uncompressed_page_size
+		return nil, err
+	}
+	n := pos - start
+	v := uint64(8200) << 1 // zigzag
+	var repl []byte
+	for range n - 1 {
+		repl = append(repl, byte(v&0x7f)|0x80)
+		v >>= 7
+	}
+	if repl = append(repl, byte(v)); v > 0x7f || n != 3 {
+		return nil, fmt.Errorf("the page size varint has %d bytes, want 3", n)
+	}
+	copy(pq[start:], repl)
+	return pq, nil
 }
 
 // goodCheckpoint2 copies c (without its manifest) and edits the copy.

@@ -231,3 +231,21 @@ func TestDecomposeReadsText(t *testing.T) {
 		t.Errorf("text and token ids of the same pairs decompose differently:\n%s\nvs\n%s", tables["text"], tables["ids"])
 	}
 }
+
+// TestSubcommand: launch finds the command its ranks run past global
+// flags and their values.
+func TestSubcommand(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--config", "x.yaml"}, "train"},
+		{[]string{"--threads", "2", "score"}, "score"},
+		{[]string{"--log-level=debug", "--allow-pickle", "train"}, "train"},
+		{[]string{"--threads"}, ""},
+	} {
+		if got := subcommand(tt.args); got != tt.want {
+			t.Errorf("subcommand(%q) = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,6 +64,14 @@ same variables; see the README.`,
 
 // runLaunch is `prism launch`: args are the prism command each rank runs.
 func runLaunch(ctx context.Context, g *globals, o launchOptions, args []string, stdout, stderr io.Writer) error {
+	// Only train joins a data-parallel group; any other command would run
+	// N times over, each copy writing the same outputs.
+	if sub := subcommand(args); sub != "train" {
+		return fmt.Errorf("launch: %q does not run data-parallel (only train does): run prism %s directly", sub, sub)
+	}
+	if o.port < 0 || o.port > 65535 {
+		return fmt.Errorf("--master-port %d: want a TCP port, 1 to 65535 (or 0 for a free one)", o.port)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the prism executable: %w", err)
@@ -80,4 +89,20 @@ func runLaunch(ctx context.Context, g *globals, o launchOptions, args []string, 
 		return &exitError{code: re.ExitCode(), err: fmt.Errorf("launch: %w", err)}
 	}
 	return err
+}
+
+// subcommand is the prism command args run: the first argument that is
+// neither a global flag nor the value of one.
+func subcommand(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--threads" || a == "--log-level":
+			i++ // its value follows
+		case strings.HasPrefix(a, "-"):
+		default:
+			return a
+		}
+	}
+	return ""
 }

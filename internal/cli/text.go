@@ -142,6 +142,11 @@ func runChatTemplate(o chatTemplateOptions, stdin io.Reader, stdout io.Writer) e
 			return fmt.Errorf("stdin:%d: want {\"messages\": [{\"role\", \"content\"}, ...]}: %v", line, err)
 		}
 		text, err := chattemplate.Render(cfg, row.Messages, chattemplate.Options{AddGenerationPrompt: o.generationPrompt})
+		var le *chattemplate.LimitError
+		if errors.As(err, &le) {
+			// The template, not this conversation, is at fault.
+			return fmt.Errorf("stdin:%d: %w", line, err)
+		}
 		if err != nil {
 			return enc.Encode(map[string]string{"error": err.Error()})
 		}
@@ -167,7 +172,7 @@ func (o *chatTemplateOptions) config() (*chattemplate.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Template = string(b)
+		cfg.Template, cfg.Source = string(b), o.templateFile
 	}
 	if cfg.Template == "" {
 		return nil, errors.New("no chat template: give --tokenizer DIR with a chat_template, or --template-file")

@@ -111,16 +111,24 @@ func parseHeaderJSON(buf []byte, dataLen int64) (*Header, error) {
 		return cmp.Or(cmp.Compare(a.Begin, b.Begin), cmp.Compare(a.End, b.End), cmp.Compare(a.Name, b.Name))
 	})
 	// Sorted by Begin, a range overlaps an earlier one exactly when it starts
-	// before the furthest end seen so far.
+	// before the furthest end seen so far. The format packs tensors with no
+	// gaps and no trailing bytes, as the safetensors library checks: bytes
+	// no tensor claims are refused too.
 	var end int64
 	var last string
 	for _, t := range h.Tensors {
 		if t.Begin < end {
 			return nil, fmt.Errorf("tensor %q: data_offsets [%d %d] overlap tensor %q", t.Name, t.Begin, t.End, last)
 		}
+		if t.Begin > end {
+			return nil, fmt.Errorf("tensor %q: data_offsets [%d %d] leave %d bytes unclaimed before it (safetensors packs tensors without gaps)", t.Name, t.Begin, t.End, t.Begin-end)
+		}
 		if t.End > end {
 			end, last = t.End, t.Name
 		}
+	}
+	if end != dataLen {
+		return nil, fmt.Errorf("the data buffer has %d bytes after the last tensor's (safetensors packs tensors without gaps)", dataLen-end)
 	}
 	return h, nil
 }

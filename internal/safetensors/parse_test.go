@@ -29,19 +29,19 @@ func parseBytes(b []byte) (*Header, error) {
 }
 
 func TestParseHeaderValid(t *testing.T) {
-	header := `{"b":{"dtype":"F32","shape":[2,3],"data_offsets":[8,32]},` +
+	header := `{"b":{"dtype":"F32","shape":[2,3],"data_offsets":[2,26]},` +
 		`"__metadata__":{"format":"pt","note":"é \u00e9 \ud83d\ude00"},` +
 		`"a":{"dtype":"BF16","shape":[],"data_offsets":[0,2]},` +
-		`"z":{"dtype":"I64","shape":[0,5],"data_offsets":[32,32]}}    `
-	b := withHeader(header, 40)
+		`"z":{"dtype":"I64","shape":[0,5],"data_offsets":[26,26]}}    `
+	b := withHeader(header, 26)
 	h, err := parseBytes(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []TensorInfo{
 		{Name: "a", DType: BF16, Shape: []int64{}, Begin: 0, End: 2},
-		{Name: "b", DType: F32, Shape: []int64{2, 3}, Begin: 8, End: 32},
-		{Name: "z", DType: I64, Shape: []int64{0, 5}, Begin: 32, End: 32},
+		{Name: "b", DType: F32, Shape: []int64{2, 3}, Begin: 2, End: 26},
+		{Name: "z", DType: I64, Shape: []int64{0, 5}, Begin: 26, End: 26},
 	}
 	if !slices.EqualFunc(h.Tensors, want, func(a, b TensorInfo) bool {
 		return a.Name == b.Name && a.DType == b.DType && slices.Equal(a.Shape, b.Shape) && a.Begin == b.Begin && a.End == b.End
@@ -115,6 +115,13 @@ func TestParseHeaderMalformed(t *testing.T) {
 			`tensor "b": data_offsets [4 12] overlap tensor "a"`},
 		{"empty tensor inside another", withHeader(`{"a":`+f32x2+`,"b":`+entry(`"F32"`, `[0]`, `[4,4]`)+`}`, 8), "overlap"},
 		{"identical ranges", withHeader(`{"a":`+f32x2+`,"b":`+f32x2+`}`, 8), "overlap"},
+		// Packed with no gaps and nothing after the last tensor, as the
+		// safetensors library requires.
+		{"gap between tensors", withHeader(`{"a":`+f32x2+`,"b":`+entry(`"F32"`, `[2]`, `[12,20]`)+`}`, 20),
+			`tensor "b": data_offsets [12 20] leave 4 bytes unclaimed before it`},
+		{"gap before the first tensor", withHeader(`{"a":`+entry(`"F32"`, `[2]`, `[4,12]`)+`}`, 12), "leave 4 bytes unclaimed"},
+		{"bytes after the last tensor", withHeader(`{"a":`+f32x2+`}`, 16), "8 bytes after the last tensor"},
+		{"data and no tensors", withHeader(`{}`, 4), "4 bytes after the last tensor"},
 		{"unknown field", withHeader(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}}`, 8), `unknown field "extra"`},
 		{"duplicate field", withHeader(`{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 8), `duplicate field "dtype"`},
 		{"missing data_offsets", withHeader(`{"a":{"dtype":"F32","shape":[2]}}`, 8), `missing field "data_offsets"`},
