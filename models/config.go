@@ -138,7 +138,17 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
+	// An explicit 0 is a value to check, not a missing key to default.
+	_, epsSet := raw["rms_norm_eps"]
+	_, thetaSet := raw["rope_theta"]
+	epsZero, thetaZero := epsSet && c.RMSNormEps == 0, thetaSet && c.RopeTheta == 0
 	c.applyDefaults()
+	if epsZero {
+		c.RMSNormEps = 0
+	}
+	if thetaZero {
+		c.RopeTheta = 0
+	}
 	// What transformers' config classes do with these keys: LlamaConfig
 	// has no sliding window (LlamaModel attends to every earlier token
 	// whatever config.json says); MistralConfig defaults it to 4096 when
@@ -175,7 +185,7 @@ func ropeParameters(raw map[string]json.RawMessage, name string) error {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(rp, &m); err != nil {
-		return fmt.Errorf("%w: %s: rope_parameters: %v", ErrConfig, name, err)
+		return fmt.Errorf("%w: %s: rope_parameters: want an object, got %s", ErrConfig, name, rp)
 	}
 	if rs, ok := raw["rope_scaling"]; ok && string(rs) != "null" {
 		return fmt.Errorf("%w: %s: both rope_parameters and rope_scaling are set (transformers 5 writes rope_parameters alone): keep one", ErrConfig, name)

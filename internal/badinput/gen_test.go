@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 
 	"prism/configs"
 	"prism/trainer/checkpoint"
@@ -395,6 +396,8 @@ func generate(root string) (map[string][]byte, error) {
 	st["gap-between-tensors"] = rawSafetensors(`{"model.norm.weight":{"dtype":"F32","shape":[8],"data_offsets":[0,32]},`+
 		`"model.embed_tokens.weight":{"dtype":"F32","shape":[128,8],"data_offsets":[48,4144]}}`, make([]byte, 4144))
 	st["bytes-after-last-tensor"] = append(slices.Clone(full), make([]byte, 24)...)
+	st["one-byte-after-last-tensor"] = append(slices.Clone(full), 0)
+	st["gap-before-first-tensor"] = rawSafetensors(`{"model.norm.weight":{"dtype":"F32","shape":[8],"data_offsets":[8,40]}}`, make([]byte, 40))
 	for name, b := range st {
 		files["safetensors/"+name+"/config.json"] = []byte(goodModelConfig)
 		files["safetensors/"+name+"/model.safetensors"] = b
@@ -427,7 +430,26 @@ func generate(root string) (map[string][]byte, error) {
 			`"rope_theta": 10000, "rope_parameters": {"rope_type": "default", "rope_theta": 500000},`, 1),
 		"rope-parameters-and-scaling": strings.Replace(goodModelConfig, `"rope_theta": 10000,`,
 			`"rope_parameters": {"rope_type": "default"}, "rope_scaling": {"rope_type": "llama3", "factor": 8.0},`, 1),
-		"num-labels-negative": strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": -1`, 1),
+		"num-labels-negative":        strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": -1`, 1),
+		"max-position-string":        strings.Replace(goodModelConfig, `"max_position_embeddings": 128`, `"max_position_embeddings": "128"`, 1),
+		"rope-parameters-not-object": strings.Replace(goodModelConfig, `"rope_theta": 10000,`, `"rope_parameters": [10000],`, 1),
+		"rope-parameters-no-type":    strings.Replace(goodModelConfig, `"rope_theta": 10000,`, `"rope_parameters": {"rope_theta": 10000},`, 1),
+		"rope-llama3-factor-half": strings.Replace(goodModelConfig, `"rope_theta": 10000,`,
+			`"rope_theta": 10000, "rope_scaling": {"rope_type": "llama3", "factor": 0.5, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 64},`, 1),
+		"num-labels-string":       strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": "one"`, 1),
+		"rms-norm-eps-zero":       strings.Replace(goodModelConfig, `"rms_norm_eps": 1e-05`, `"rms_norm_eps": 0`, 1),
+		"rope-theta-negative":     strings.Replace(goodModelConfig, `"rope_theta": 10000`, `"rope_theta": -10000`, 1),
+		"sliding-window-negative": strings.Replace(goodModelConfig, `"model_type": "llama"`, `"model_type": "mistral", "sliding_window": -4`, 1),
+		"head-dim-odd":            strings.Replace(goodModelConfig, `"num_key_value_heads": 1,`, `"num_key_value_heads": 1, "head_dim": 3,`, 1),
+		"attention-bias":          strings.Replace(goodModelConfig, `"hidden_act": "silu",`, `"hidden_act": "silu", "attention_bias": true,`, 1),
+		"mlp-bias":                strings.Replace(goodModelConfig, `"hidden_act": "silu",`, `"hidden_act": "silu", "mlp_bias": true,`, 1),
+		"pretraining-tp":          strings.Replace(goodModelConfig, `"hidden_act": "silu",`, `"hidden_act": "silu", "pretraining_tp": 2,`, 1),
+		"attention-dropout":       strings.Replace(goodModelConfig, `"hidden_act": "silu",`, `"hidden_act": "silu", "attention_dropout": 0.1,`, 1),
+		"torch-dtype-int8":        strings.Replace(goodModelConfig, `"torch_dtype": "float32"`, `"torch_dtype": "int8"`, 1),
+		"vocab-zero":              strings.Replace(goodModelConfig, `"vocab_size": 128`, `"vocab_size": 0`, 1),
+		"layers-zero":             strings.Replace(goodModelConfig, `"num_hidden_layers": 1`, `"num_hidden_layers": 0`, 1),
+		"heads-zero":              strings.Replace(goodModelConfig, `"num_attention_heads": 2`, `"num_attention_heads": 0`, 1),
+		"intermediate-negative":   strings.Replace(goodModelConfig, `"intermediate_size": 16`, `"intermediate_size": -16`, 1),
 	} {
 		files["modelcfg/"+name+"/config.json"] = []byte(cfg)
 		files["modelcfg/"+name+"/model.safetensors"] = rawSafetensors(`{}`, nil)
@@ -480,6 +502,14 @@ func generate(root string) (map[string][]byte, error) {
 		"state-optimizer-step-ahead": func(s *checkpoint.State) { n := 5; s.OptimizerStep = &n },
 		"state-more-bad-steps":       func(s *checkpoint.State) { s.BadSteps = 3 },
 		"state-negative-tokens":      func(s *checkpoint.State) { s.Tokens = -20 },
+		"state-bad-run-past-bad":     func(s *checkpoint.State) { s.BadSteps, s.BadRun = 1, 2 },
+		"state-phase0-selection":     func(s *checkpoint.State) { s.Selected, s.Priorities = []int{0, 1}, []float64{0, 0} },
+		"state-negative-elapsed":     func(s *checkpoint.State) { s.ElapsedS = -3 },
+		"state-negative-metrics":     func(s *checkpoint.State) { s.MetricsBytes = -100 },
+		"state-negative-first-bad":   func(s *checkpoint.State) { s.FirstBad = -1 },
+		"state-negative-decomp-time": func(s *checkpoint.State) { s.DecompSeconds = -1 },
+		"state-negative-epoch":       func(s *checkpoint.State) { s.Epoch = -1 },
+		"state-negative-phase":       func(s *checkpoint.State) { s.Phase = -2 },
 	} {
 		c, err := goodCheckpoint(root, nil, edit)
 		if err != nil {
@@ -491,6 +521,10 @@ func generate(root string) (map[string][]byte, error) {
 		c["model/config.json"] = bytes.Replace(c["model/config.json"], []byte(`"rope_theta": 10000`), []byte(`"rope_theta": 500000`), 1)
 	})
 	ck("model-other-rope-theta", otherModel.withManifest(1))
+	otherMaxPos := goodCheckpoint2(good, func(c ckFiles) {
+		c["model/config.json"] = bytes.Replace(c["model/config.json"], []byte(`"max_position_embeddings": 128`), []byte(`"max_position_embeddings": 4096`), 1)
+	})
+	ck("model-other-max-position", otherMaxPos.withManifest(1))
 	unknown := goodCheckpoint2(good, func(c ckFiles) {
 		c["state.json"] = bytes.Replace(c["state.json"], []byte(`"format": 1,`), []byte(`"format": 1, "learning_rate": 0.1,`), 1)
 	})
@@ -530,8 +564,11 @@ func generate(root string) (map[string][]byte, error) {
 	// A zstd page that inflates past the size its header states (a
 	// decompression bomb, in the small).
 	bomb := []pqPair{{strings.Repeat("Say a lot. ", 900), "a lot", "a little"}}
-	if files["pairs/parquet-zstd-inflates-past-size.parquet"], err = understatedPage(bomb); err != nil {
-		return nil, err
+	for name, codec := range map[string]compress.Codec{"zstd": &parquet.Zstd, "gzip": &parquet.Gzip, "snappy": &parquet.Snappy,
+		"lz4": &parquet.Lz4Raw, "brotli": &parquet.Brotli} {
+		if files["pairs/parquet-"+name+"-inflates-past-size.parquet"], err = understatedPage(bomb, codec); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if files["pairs/parquet-page-size-2g.parquet"], err = hugePage(okPQ); err != nil {
 		return nil, err
@@ -631,12 +668,12 @@ func hugePage(pq []byte) ([]byte, error) {
 	return out, nil
 }
 
-// understatedPage writes rows as a zstd Parquet file and rewrites the
+// understatedPage writes rows as a Parquet file compressed with codec and rewrites the
 // first page header's uncompressed size to 8,200 bytes, in a varint of the
 // same length, so the page inflates past what it states.
-func understatedPage(rows []pqPair) ([]byte, error) {
+func understatedPage(rows []pqPair, codec compress.Codec) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := parquet.Write(&buf, rows, parquet.Compression(&parquet.Zstd)); err != nil {
+	if err := parquet.Write(&buf, rows, parquet.Compression(codec)); err != nil {
 		return nil, err
 	}
 	pq := buf.Bytes()
