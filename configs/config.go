@@ -85,6 +85,8 @@ type Model struct {
 	// AllowPickle reads pytorch_model.bin weights with the restricted
 	// reader when model.path has no safetensors.
 	AllowPickle bool `mapstructure:"allow_pickle" yaml:"allow_pickle"`
+	// PadTokenID replaces config.json's pad_token_id (-1: keep it).
+	PadTokenID int `mapstructure:"pad_token_id" yaml:"pad_token_id"`
 }
 
 // Data names the preference data.

@@ -86,6 +86,9 @@ func (c *Config) Validate() error {
 	oneOf("model.dtype", c.Model.DType, "float32")
 	oneOf("model.attention", c.Model.Attention, "auto", "sdpa", "eager")
 	oneOf("model.precision", c.Model.Precision, "fp32", "bf16")
+	if c.Model.PadTokenID < -1 {
+		bad("model.pad_token_id", "must be a token id, or -1 to keep config.json's, got %d", c.Model.PadTokenID)
+	}
 
 	if strings.TrimSpace(c.Data.Train) == "" {
 		bad("data.train", "must name a file, \"synthetic\" or \"toy:NAME\"")

@@ -372,6 +372,9 @@ func decodeTextRow(raw []byte, keys Keys) (TextPair, error) {
 	if !slices.ContainsFunc(prompt, func(m Message) bool { return m.Role == "user" }) {
 		return p, fmt.Errorf("no user turn: the prompt (field %q, or the turns %q and %q share) holds no user message", keys.Prompt, keys.Chosen, keys.Rejected)
 	}
+	if !slices.ContainsFunc(prompt, func(m Message) bool { return m.Role == "user" && strings.TrimSpace(m.Content) != "" }) {
+		return p, fmt.Errorf("empty prompt: every user turn of field %q is empty", keys.Prompt)
+	}
 	p.Prompt, p.Chosen, p.Rejected = prompt, chosen, rejected
 	if v, ok := row[keys.Margin]; ok && string(v) != "null" {
 		if err := json.Unmarshal(v, &p.Margin); err != nil || math.IsNaN(p.Margin) || math.IsInf(p.Margin, 0) {

@@ -77,6 +77,7 @@ func TestReadTextPairsErrors(t *testing.T) {
 		{"bad margin", `{"prompt":"a","chosen":"b","rejected":"c","margin":"big"}`, `field "margin"`},
 		{"no user turn", `{"prompt":[{"role":"system","content":"s"}],"chosen":"b","rejected":"c"}`, "no user turn"},
 		{"no prompt at all", `{"chosen":"b","rejected":"c"}`, "no user turn"},
+		{"empty prompt", `{"prompt":"  ","chosen":"b","rejected":"c"}`, "empty prompt"},
 		{"conversations sharing no user turn", `{"chosen":[{"role":"assistant","content":"a"}],"rejected":[{"role":"assistant","content":"b"}]}`, "no user turn"},
 		{"empty file", "", "empty file"},
 		{"blank lines", "\n \n\n", "empty file"},

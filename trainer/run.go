@@ -65,6 +65,10 @@ type runFolder struct {
 	metricsErr error
 	// unlock releases the run folder's lock, last.
 	unlock func()
+	// fresh are the run files this start made in a folder that was
+	// already there: a start that fails before its first checkpoint
+	// removes them again (removeUnstarted removes a folder it made).
+	fresh []string
 }
 
 // LockFile is the run folder's lock: held by the one process that writes
@@ -101,6 +105,11 @@ func (r *run) openRunDir() error {
 		return fmt.Errorf("run folder %s: %w", dir, err)
 	}
 	r.out.unlock = unlock
+	for _, name := range []string{"config.yaml", "run.log", "metrics.jsonl"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			r.out.fresh = append(r.out.fresh, filepath.Join(dir, name))
+		}
+	}
 	probe := filepath.Join(dir, ".write-test")
 	if err := os.WriteFile(probe, nil, 0o644); err != nil {
 		return fmt.Errorf("run folder %s is not writable: %w", dir, err)
@@ -286,6 +295,21 @@ func missingAncestor(dir string) string {
 		if filepath.Dir(d) == d {
 			return missing
 		}
+	}
+}
+
+// removeFresh removes the run files a failed start made in a run folder
+// that was there before it, unless the start got as far as a checkpoint
+// or a model (then the files belong to a run that can be resumed).
+func (r *run) removeFresh() {
+	dir := r.cfg.Run.Dir
+	for _, kept := range []string{checkpoint.Dir, checkpoint.ModelDir} {
+		if _, err := os.Lstat(filepath.Join(dir, kept)); err == nil {
+			return
+		}
+	}
+	for _, p := range r.out.fresh {
+		os.Remove(p)
 	}
 }
 

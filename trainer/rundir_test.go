@@ -189,3 +189,83 @@ func TestWarnZeroGradient(t *testing.T) {
 		}
 	}
 }
+
+// TestPadTokenID: a model folder whose config.json has no pad_token_id is
+// refused before anything loads, naming the key that fixes it; with
+// model.pad_token_id the run goes ahead and the saved model records it.
+func TestPadTokenID(t *testing.T) {
+	dir := t.TempDir()
+	c, err := models.Preset("tiny-llama")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modelDir := filepath.Join(dir, "base")
+	if err := models.SaveValues(modelDir, c, models.RandomInit(c, rand.New(rand.NewPCG(1, 1))), nil); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(modelDir, "config.json")
+	var raw map[string]any
+	b, _ := os.ReadFile(cfgPath)
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	delete(raw, "pad_token_id")
+	b, _ = json.Marshal(raw)
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := func(sets ...string) *configs.Config {
+		cfg, err := configs.Load("", append([]string{"run.dir=" + filepath.Join(dir, "run"), "model.preset=", "model.path=" + modelDir,
+			"data.synthetic_pairs=64", "train.steps=2", "train.batch_size=8", "eval.every=0", "checkpoint.every=0"}, sets...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if _, err := MakePlan(load()); err == nil || !strings.Contains(err.Error(), "model.pad_token_id") || !strings.Contains(err.Error(), cfgPath) {
+		t.Fatalf("a model without pad_token_id: %v", err)
+	}
+	if _, err := Run(context.Background(), load(), Options{Progress: io.Discard}); err == nil || !strings.Contains(err.Error(), "model.pad_token_id") {
+		t.Fatalf("run without pad_token_id: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); !os.IsNotExist(err) {
+		t.Errorf("the refused run left its folder: %v", err)
+	}
+	if _, err := MakePlan(load("model.pad_token_id=500")); err == nil || !strings.Contains(err.Error(), "outside the model's vocabulary") {
+		t.Fatalf("a pad id outside the vocabulary: %v", err)
+	}
+	res, err := Run(context.Background(), load("model.pad_token_id=3"), Options{Progress: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := models.LoadConfig(filepath.Join(res.ModelDir, "config.json"))
+	if err != nil || saved.PadTokenID == nil || *saved.PadTokenID != 3 {
+		t.Fatalf("saved pad_token_id: %v, %v", saved, err)
+	}
+}
+
+// TestFailedStartInExistingFolder: a start that fails in a run folder that
+// was already there leaves it as it was: its own files are removed, the
+// user's are kept.
+func TestFailedStartInExistingFolder(t *testing.T) {
+	runDir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(runDir, "notes.txt")
+	if err := os.WriteFile(mine, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load("", []string{"run.dir=" + runDir, "data.train=" + filepath.Join(t.TempDir(), "missing.jsonl"),
+		"train.steps=2", "eval.every=0", "checkpoint.every=0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{Progress: io.Discard}); err == nil {
+		t.Fatal("a run on a missing data file started")
+	}
+	ents, err := os.ReadDir(runDir)
+	if err != nil || len(ents) != 1 || ents[0].Name() != "notes.txt" {
+		t.Errorf("after a failed start the folder holds %v (%v), want only notes.txt", ents, err)
+	}
+}

@@ -104,6 +104,9 @@ func (r *run) loadModel() (err error) {
 		}
 	case c.Model.Path != "":
 		r.model, info, err = models.LoadWith(c.Model.Path, r.device, initRNG, models.LoadOptions{AllowPickle: c.Model.AllowPickle})
+		if err == nil {
+			r.model.Config.PadTokenID = r.spec.model.PadTokenID // model.pad_token_id, resolved
+		}
 		if err == nil && info.NewHead {
 			r.log.Info("the checkpoint has no reward head; starting a new one", "model", c.Model.Path)
 		}

@@ -37,6 +37,17 @@ func resolve(cfg *configs.Config) (*spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if id := cfg.Model.PadTokenID; id >= 0 {
+		if id >= sp.model.VocabSize {
+			return nil, fmt.Errorf("model.pad_token_id = %d is outside the model's vocabulary (%d)", id, sp.model.VocabSize)
+		}
+		sp.model.PadTokenID = &id
+	}
+	if sp.model.PadTokenID == nil {
+		// The saved model needs one (transformers cannot batch without
+		// it): say so now, not at the first checkpoint.
+		return nil, fmt.Errorf("%s has no pad_token_id: set model.pad_token_id (a token id your sequences never end with; for Llama 3 chat data, 128001 <|end_of_text|>)", filepath.Join(cfg.Model.Path, "config.json"))
+	}
 	if t := cfg.Train; t.Trainable == configs.TrainableTopLayers && t.TrainableTopLayers > sp.model.NumHiddenLayers {
 		return nil, fmt.Errorf("train.trainable_top_layers = %d but the model has %d layers", t.TrainableTopLayers, sp.model.NumHiddenLayers)
 	}

@@ -143,6 +143,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (res *Result, er
 		r.close()
 		if err != nil && r.lead() {
 			removeUnstarted(created, cfg.Run.Dir)
+			r.removeFresh()
 		}
 	}()
 	if openErr != nil {

@@ -402,6 +402,37 @@ func generate(root string) (map[string][]byte, error) {
 		files["safetensors/"+name+"/config.json"] = []byte(goodModelConfig)
 		files["safetensors/"+name+"/model.safetensors"] = b
 	}
+	// Weights that are not numbers, refused at load naming the tensor.
+	withValue := func(name string, v float32) []byte {
+		out := slices.Clone(w)
+		for i, t := range out {
+			if t.name == name {
+				vals := make([]float32, numel(t.shape))
+				for j := range vals {
+					vals[j] = 0.01
+				}
+				vals[len(vals)/2] = v
+				out[i].data = f32(vals)
+			}
+		}
+		return safetensorsFile(out)
+	}
+	for name, st := range map[string][]byte{
+		"nan-score-weight": withValue("score.weight", float32(math.NaN())),
+		"inf-norm-weight":  withValue("model.norm.weight", float32(math.Inf(1))),
+		"nan-embedding":    withValue("model.embed_tokens.weight", float32(math.NaN())),
+		"neg-inf-q-proj":   withValue("model.layers.0.self_attn.q_proj.weight", float32(math.Inf(-1))),
+	} {
+		files["safetensors/"+name+"/config.json"] = []byte(goodModelConfig)
+		files["safetensors/"+name+"/model.safetensors"] = st
+	}
+	// A config whose rotary frequencies overflow: finite weights, NaN
+	// rewards.
+	files["safetensors/rope-theta-tiny/config.json"] = []byte(strings.Replace(goodModelConfig, `"rope_theta": 10000`, `"rope_theta": 1e-30`, 1))
+	files["safetensors/rope-theta-tiny/model.safetensors"] = full
+	// A causal-LM config without a pad token (Llama 3's has none).
+	files["modelcfg/no-pad-token/config.json"] = []byte(strings.Replace(goodModelConfig, "  \"pad_token_id\": 0,\n", "", 1))
+	files["modelcfg/no-pad-token/model.safetensors"] = full
 	// A one-row reward head under a config of three labels: transformers
 	// would build a three-output head and refuse these weights.
 	files["safetensors/num-labels-3/config.json"] = []byte(strings.Replace(goodModelConfig, `"num_labels": 1`, `"num_labels": 3`, 1))
@@ -557,6 +588,10 @@ func generate(root string) (map[string][]byte, error) {
 	if files["pairs/parquet-schema-list-2g.parquet"], err = hugeSchemaList(okPQ); err != nil {
 		return nil, err
 	}
+	// A pair whose prompt column is empty: nothing to score against.
+	if files["pairs/parquet-empty-prompt.parquet"], err = parquetFile([]pqPair{pairs[0], {" ", "4", "5"}}); err != nil {
+		return nil, err
+	}
 	// Invalid UTF-8 in a string column (json would make it U+FFFD).
 	if files["pairs/parquet-invalid-utf8.parquet"], err = parquetFile([]pqPair{pairs[0], {"2+2?", "fo\xffur", "5"}}); err != nil {
 		return nil, err
@@ -601,6 +636,8 @@ func generate(root string) (map[string][]byte, error) {
 	for name, tmpl := range map[string]string{
 		"syntax-error":    `{% for m in messages %}{{ m.content }`,
 		"raise-exception": `{{ raise_exception("conversations must start with a system message") }}`,
+		"recursive":       `{% macro turn(m) %}{{ turn(m) }}{% endmacro %}{% for m in messages %}{{ turn(m) }}{% endfor %}`,
+		"endless-loops":   `{% for i in range(1000000) %}{% for m in messages %}{% for c in range(1000000) %}{{ m.role }}{% endfor %}{% endfor %}{% endfor %}`,
 	} {
 		files["chattemplate/"+name+"/tokenizer.json"] = tok
 		files["chattemplate/"+name+"/tokenizer_config.json"] = tokenizerConfig(tmpl)

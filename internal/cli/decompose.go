@@ -77,6 +77,12 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	if o.batch < 1 {
 		return fmt.Errorf("--batch-size %d: want at least 1", o.batch)
 	}
+	if o.out == "" {
+		o.out = "decomposition"
+	}
+	if err := fsutil.CheckDirTarget(o.out); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
 	if o.samples < 1 {
 		return fmt.Errorf("--samples %d: want at least 1 prompt per pair", o.samples)
 	}
@@ -100,9 +106,6 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelScorer(m, o.batch), analysis.PolicyLogLik(policy, o.batch))
 	if err != nil {
 		return err
-	}
-	if o.out == "" {
-		o.out = "decomposition"
 	}
 	s, err := o.writeOutputs(pairs, ests, st)
 	if err != nil {

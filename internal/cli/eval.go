@@ -221,6 +221,11 @@ id, subset, scores_chosen, scores_rejected and results (1 right, 0 wrong).`,
 
 // runEvalRewardBench is `prism eval rewardbench`.
 func runEvalRewardBench(g *globals, o evalOptions, stdout io.Writer) error {
+	if o.out != "" {
+		if err := fsutil.CheckDirTarget(o.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
 	r, err := o.loadAndScore(g)
 	if err != nil {
 		return err
@@ -323,6 +328,11 @@ func newEvalPairsCmd(g *globals) *cobra.Command {
 
 // runEvalPairs is `prism eval pairs`.
 func runEvalPairs(g *globals, o evalPairsOptions, stdout io.Writer) error {
+	if o.out != "" {
+		if err := fsutil.CheckDirTarget(o.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
 	r, err := o.loadAndScore(g)
 	if err != nil {
 		return err

@@ -71,6 +71,29 @@ func CheckFileTarget(path string) error {
 	return err
 }
 
+// CheckDirTarget checks, before any work, that an output folder can be
+// written: it is missing (it will be made) or a folder (a link to one is
+// followed); anything else is an error naming it.
+func CheckDirTarget(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, lerr := os.Lstat(path); lerr == nil {
+			return fmt.Errorf("%s is a symbolic link that leads nowhere: %w", path, ErrNotReplaceable)
+		}
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		what := "a file"
+		if !fi.Mode().IsRegular() {
+			what = kind(fi.Mode())
+		}
+		return fmt.Errorf("%s is %s, not a folder to write into: %w", path, what, ErrNotReplaceable)
+	}
+	return nil
+}
+
 // WriteFileSync writes data to path and fsyncs it. It is for files inside a
 // folder that WriteDirAtomic publishes; use WriteFileAtomic for a file that
 // stands alone.

@@ -41,3 +41,31 @@ func TestLock(t *testing.T) {
 		t.Errorf("lock in a missing folder: %v", err)
 	}
 }
+
+// TestCheckDirTarget: an output folder may be missing, a folder or a link
+// to one; a file, a device or a dangling link is refused by name.
+func TestCheckDirTarget(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	toDir := filepath.Join(dir, "to-dir")
+	if err := os.Symlink(dir, toDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{dir, toDir, filepath.Join(dir, "new")} {
+		if err := CheckDirTarget(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for path, want := range map[string]string{file: "is a file", "/dev/null": "character device", dangling: "leads nowhere"} {
+		if err := CheckDirTarget(path); !errors.Is(err, ErrNotReplaceable) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+}
