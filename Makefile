@@ -109,7 +109,7 @@ bench-train: setup
 	$(GO) run ./bench/train -out bench/results/train.json
 
 bench-decomp: setup
-	$(GO) run ./bench/decomp -out bench/results/decomposition.json
+	$(GO) run ./bench/decomp -long-pairs 100 -out bench/results/decomposition.json
 
 bench-tokenizer: build
 	./scripts/bench-deps.sh --with-npm

@@ -61,6 +61,7 @@ type Decomposition struct {
 	Temperature      float64  `mapstructure:"temperature" yaml:"temperature"`
 	Tol              float64  `mapstructure:"tol" yaml:"tol"`
 	BatchSize        int      `mapstructure:"batch_size" yaml:"batch_size"`
+	CachePrompts     bool     `mapstructure:"cache_prompts" yaml:"cache_prompts"`
 	PlotTag          string   `mapstructure:"plot_tag" yaml:"plot_tag"`
 }
 

@@ -26,6 +26,7 @@ var resumable = []string{
 	"train.gradient_checkpointing",
 	"train.micro_batch_size",
 	"decomposition.batch_size",
+	"decomposition.cache_prompts",
 	"decomposition.plot_tag",
 }
 

@@ -33,6 +33,25 @@ type Options struct {
 // sequence in order.
 type ScoreFunc func(seqs [][]int64) ([]float64, error)
 
+// PrefixScoreFunc scores each prompt followed by its response (prompts[i]
+// + responses[i]), returning one reward per index in order. The
+// decomposition scores every response under many prompts, and a prompt
+// under many responses: a scorer that sees the pairs apart can compute
+// each prompt's work once (models.RewardModel.ScorePrefixed).
+type PrefixScoreFunc func(prompts, responses [][]int64) ([]float64, error)
+
+// Concat makes a PrefixScoreFunc of a sequence scorer: each prompt and
+// response joined, scored in one call.
+func Concat(score ScoreFunc) PrefixScoreFunc {
+	return func(prompts, responses [][]int64) ([]float64, error) {
+		seqs := make([][]int64, len(prompts))
+		for i := range prompts {
+			seqs[i] = concat(prompts[i], responses[i])
+		}
+		return score(seqs)
+	}
+}
+
 // LogLikFunc returns, for each (prompt, response), the length-normalised
 // log-likelihood of the response given the prompt under a policy (a causal
 // language model).
@@ -51,7 +70,10 @@ type PairEstimate struct {
 type Stats struct {
 	Pairs     int
 	Sequences int
-	Seconds   float64
+	// Tokens counts prompt plus response tokens over the sequences, as if
+	// each were scored whole (a prefix-caching scorer computes fewer).
+	Tokens  int
+	Seconds float64
 }
 
 // EstimateAll decomposes every pair's reward gap: the gap under its own
@@ -62,7 +84,7 @@ type Stats struct {
 //
 // With loglik nil the importance weights are uniform; otherwise they are the
 // self-normalised policy weights for P(x | y1, y2) ∝ P(x) π(y1|x) π(y2|x).
-func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, loglik LogLikFunc) ([]PairEstimate, Stats, error) {
+func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score PrefixScoreFunc, loglik LogLikFunc) ([]PairEstimate, Stats, error) {
 	start := time.Now()
 	if opt.Samples < 1 {
 		return nil, Stats{}, fmt.Errorf("%w: samples must be at least 1, got %d", ErrInvalidInput, opt.Samples)
@@ -78,11 +100,12 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 	// Sequence layout per pair: own prompt (y1, y2), then each drawn
 	// prompt (y1, y2).
 	ps, rs := layout(pairs, drawn, pool)
-	seqs := make([][]int64, len(ps))
+	n := len(ps)
+	tokens := 0
 	for i := range ps {
-		seqs[i] = concat(ps[i], rs[i])
+		tokens += len(ps[i]) + len(rs[i])
 	}
-	rewards, err := score(seqs)
+	rewards, err := score(ps, rs)
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -91,12 +114,12 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 		if ll, err = loglik(ps, rs); err != nil {
 			return nil, Stats{}, fmt.Errorf("policy log-likelihoods: %w", err)
 		}
-		if len(ll) != len(seqs) {
-			return nil, Stats{}, fmt.Errorf("policy returned %d log-likelihoods for %d sequences", len(ll), len(seqs))
+		if len(ll) != n {
+			return nil, Stats{}, fmt.Errorf("policy returned %d log-likelihoods for %d sequences", len(ll), n)
 		}
 	}
-	if len(rewards) != len(seqs) {
-		return nil, Stats{}, fmt.Errorf("scorer returned %d rewards for %d sequences", len(rewards), len(seqs))
+	if len(rewards) != n {
+		return nil, Stats{}, fmt.Errorf("scorer returned %d rewards for %d sequences", len(rewards), n)
 	}
 	out := make([]PairEstimate, len(pairs))
 	pos := 0
@@ -111,7 +134,7 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score ScoreFunc, log
 		}
 		pos += n
 	}
-	return out, Stats{Pairs: len(pairs), Sequences: len(seqs), Seconds: time.Since(start).Seconds()}, nil
+	return out, Stats{Pairs: len(pairs), Sequences: n, Tokens: tokens, Seconds: time.Since(start).Seconds()}, nil
 }
 
 // layout lists the (prompt, response) combinations scored: per pair, its

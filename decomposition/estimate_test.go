@@ -34,7 +34,7 @@ func TestEstimateAllRecoversResponseTerm(t *testing.T) {
 		{Prompt: []int64{1}, Y1: []int64{1, 9}, Y2: []int64{2, 9, 9, 9}}, // on-topic but shorter
 		{Prompt: []int64{2}, Y1: []int64{2, 9, 9, 9}, Y2: []int64{5, 9}}, // on-topic and longer
 	}
-	est, st, err := EstimateAll(pairs, pool, Options{Samples: 7, Tol: 1e-9, Seed: 1}, score, nil)
+	est, st, err := EstimateAll(pairs, pool, Options{Samples: 7, Tol: 1e-9, Seed: 1}, Concat(score), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,22 +76,22 @@ func TestEstimateAllDeterministicAndErrors(t *testing.T) {
 		return out, nil
 	}
 	pairs := []Pair{{Prompt: []int64{1}, Y1: []int64{4}, Y2: []int64{5, 6}}}
-	a, _, err := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, score, nil)
+	a, _, err := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, Concat(score), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, _ := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, score, nil)
+	b, _, _ := EstimateAll(pairs, pool, Options{Samples: 2, IncludeOwn: true, Tol: 1e-9, Seed: 3}, Concat(score), nil)
 	if a[0] != b[0] {
 		t.Error("same seed, different estimate")
 	}
-	if _, _, err := EstimateAll(pairs, pool[:1], Options{Samples: 1, Tol: 1e-6}, score, nil); !errors.Is(err, ErrInvalidInput) {
+	if _, _, err := EstimateAll(pairs, pool[:1], Options{Samples: 1, Tol: 1e-6}, Concat(score), nil); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("pool of one: %v", err)
 	}
-	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 0, Tol: 1e-6}, score, nil); !errors.Is(err, ErrInvalidInput) {
+	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 0, Tol: 1e-6}, Concat(score), nil); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("zero samples: %v", err)
 	}
 	bad := func([][]int64) ([]float64, error) { return []float64{math.NaN(), 0, 0, 0, 0, 0}, nil }
-	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 2, Tol: 1e-6}, bad, nil); !errors.Is(err, ErrInvalidInput) {
+	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 2, Tol: 1e-6}, Concat(bad), nil); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("NaN reward: %v", err)
 	}
 }
@@ -127,11 +127,11 @@ func TestEstimateAllPolicyWeights(t *testing.T) {
 	}
 	pairs := []Pair{{Prompt: []int64{0}, Y1: []int64{9}, Y2: []int64{8}}}
 	opt := Options{Samples: 4, Tol: 1e-9, Seed: 1, PolicyTau: 1}
-	uni, _, err := EstimateAll(pairs, pool, opt, score, nil)
+	uni, _, err := EstimateAll(pairs, pool, opt, Concat(score), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, _, err := EstimateAll(pairs, pool, opt, score, loglik)
+	pol, _, err := EstimateAll(pairs, pool, opt, Concat(score), loglik)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestEstimateAllPolicyWeights(t *testing.T) {
 		t.Errorf("ESS policy %v uniform %v", pol[0].ESS, uni[0].ESS)
 	}
 	bad := func(ps, rs [][]int64) ([]float64, error) { return []float64{1}, nil }
-	if _, _, err := EstimateAll(pairs, pool, opt, score, bad); err == nil {
+	if _, _, err := EstimateAll(pairs, pool, opt, Concat(score), bad); err == nil {
 		t.Error("a short log-likelihood list was accepted")
 	}
 }

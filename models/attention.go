@@ -70,15 +70,15 @@ func (m *RewardModel) Attention() Attention {
 	return m.attention
 }
 
-// attendMask is SDPA's boolean mask [B,1,T,T] (true: may attend) from
-// blocked [B,1,1,T,T]. A query that may attend to no key (a padding
+// attendMask is SDPA's boolean mask [B,1,T,Tk] (true: may attend) from
+// blocked [B,1,1,T,Tk] (Tk keys: a cached prefix's, then the batch's). A query that may attend to no key (a padding
 // position before a left-padded row's first token) is let attend to
 // every key instead, as transformers does for SDPA: a row with no key
 // gives NaN, and NaN in a padding row would reach real rows through
 // 0·NaN in the next layer's attention. Padding rows' outputs are never
 // read, so what they attend to does not matter.
-func attendMask(s *torch.Scope, blocked *ts.Tensor, B, T int64) *ts.Tensor {
-	allowed := s.T(s.T(blocked.LogicalNot(false)).View([]int64{B, 1, T, T}, false))
+func attendMask(s *torch.Scope, blocked *ts.Tensor, B, T, Tk int64) *ts.Tensor {
+	allowed := s.T(s.T(blocked.LogicalNot(false)).View([]int64{B, 1, T, Tk}, false))
 	none := s.T(s.T(allowed.AnyDim(-1, true, false)).LogicalNot(false)) // [B,1,T,1]
 	return s.T(allowed.LogicalOr(none, false))
 }

@@ -42,7 +42,7 @@ func (m *RewardModel) ForwardBackward(b *Batch, checkpoint bool, loss LossFunc) 
 	defer s.Release()
 	defer torch.Catch(&err, "reward model forward and backward (gradient checkpointing)")
 
-	tb := m.tables(s, b, true)
+	tb := m.tables(s, b, true, nil, nil)
 	L := len(m.blocks)
 	// inputs[i] is block i's input; inputs[0] the embeddings.
 	inputs := make([]*ts.Tensor, L)

@@ -56,6 +56,8 @@ type block struct {
 	attnNorm, mlpNorm *ts.Tensor
 	// lora maps projection names ("q_proj") to their adapters.
 	lora map[string]*adapter
+	// layer is the block's index.
+	layer int
 }
 
 // RewardModel is a Llama-family decoder with a scalar head ("score") on
@@ -186,6 +188,7 @@ func newModel(c *Config, weights map[string]*ts.Tensor, device gotch.Device) (m 
 			v: get(p + "self_attn.v_proj.weight"), o: get(p + "self_attn.o_proj.weight"),
 			gate: get(p + "mlp.gate_proj.weight"), up: get(p + "mlp.up_proj.weight"), down: get(p + "mlp.down_proj.weight"),
 			attnNorm: get(p + "input_layernorm.weight"), mlpNorm: get(p + "post_attention_layernorm.weight"),
+			layer: i,
 		})
 	}
 	inv := c.InvFreq()
@@ -271,12 +274,17 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 	defer func() { s.Release(rewards) }()
 	defer torch.Catch(&err, "reward model forward")
 
-	h, _ := m.hidden(s, b, true) // [B,1,D]: the last real token of each row
-	B, D := int64(b.B), int64(m.Config.HiddenSize)
+	return m.rewards(s, m.tables(s, b, true, nil, nil)), nil
+}
+
+// rewards runs the decoder over the batch tb describes and returns each
+// row's reward [B], from its last real token.
+func (m *RewardModel) rewards(s *torch.Scope, tb *tables) *ts.Tensor {
+	h, _ := m.decode(s, tb, true) // [B,1,D]: the last real token of each row
+	B, D := tb.B, int64(m.Config.HiddenSize)
 	final := s.T(h.View([]int64{B, D}, false))
 	r := s.T(ts.Linear(final, m.c(s, m.score), ts.None)) // [B,1]
-	rewards = m.f32(s, s.T(r.View([]int64{B}, false)))
-	return rewards, nil
+	return m.f32(s, s.T(r.View([]int64{B}, false)))
 }
 
 // hidden runs the decoder and returns the final normed hidden states
@@ -287,7 +295,11 @@ func (m *RewardModel) Forward(b *Batch) (rewards *ts.Tensor, err error) {
 // every position). For a model of L blocks that saves nearly 1/L of the
 // work, forward and backward, with the same result.
 func (m *RewardModel) hidden(s *torch.Scope, b *Batch, lastOnly bool) (h, mask *ts.Tensor) {
-	tb := m.tables(s, b, lastOnly)
+	return m.decode(s, m.tables(s, b, lastOnly, nil, nil), lastOnly)
+}
+
+// decode runs the decoder over the batch tb describes.
+func (m *RewardModel) decode(s *torch.Scope, tb *tables, lastOnly bool) (h, mask *ts.Tensor) {
 	h = m.c(s, s.T(ts.Embedding(m.embed, tb.ids, -1, false, false))) // [B,T,D]
 	for i, bl := range m.blocks {
 		if lastOnly && i == len(m.blocks)-1 {
@@ -305,12 +317,36 @@ type tables struct {
 	ids, mask            *ts.Tensor
 	last                 *ts.Tensor // [B], the last real token of each row (lastOnly)
 	cosQ, sinQ, cos, sin *ts.Tensor
-	blocked              *ts.Tensor // [B,1,1,T,T]
-	attend               *ts.Tensor // [B,1,T,T], SDPA's mask (sdpa only)
+	blocked              *ts.Tensor // [B,1,1,T,P+T]
+	attend               *ts.Tensor // [B,1,T,P+T], SDPA's mask (sdpa only)
 	B, T, H, KV, hd, rep int64
+	// P is the length of the cached prompts the batch's rows continue
+	// (0: none), past those prompts and rows which prompt each row
+	// continues; keep, when set, collects this pass's keys and values per
+	// layer (a prompt pass).
+	P    int64
+	past *promptCache
+	rows *ts.Tensor // [B] int64
+	keep *[]kv
 }
 
-func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
+// kv are one layer's keys and values, [B,KV,T,hd] after rotary embedding.
+type kv struct{ k, v *ts.Tensor }
+
+// promptCache holds the keys and values of a batch of prompts: per layer
+// [Bp,KV,P,hd], right-padded to P, mask [Bp,P] and each prompt's length.
+type promptCache struct {
+	layers []kv
+	mask   *ts.Tensor
+	lens   []int64
+	P      int64
+}
+
+// tables prepares a batch. With past, row r of the batch continues prompt
+// rows[r] of the cache: rows must be right-padded, their positions start
+// after the prompt's last token, and they attend to the prompt's keys as
+// to their own earlier tokens (within the sliding window, if any).
+func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool, past *promptCache, rows []int64) *tables {
 	c := m.Config
 	B, T := int64(b.B), int64(b.T)
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
@@ -319,9 +355,22 @@ func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 	mask := s.T(onDevice(int64Bytes(b.Mask), []int64{B, T}, gotch.Int64, m.device))
 
 	// Positions count real tokens, so a left-padded row sees the same
-	// positions as the unpadded sequence.
+	// positions as the unpadded sequence; after a cached prompt they
+	// continue from its length.
 	pos := s.T(s.T(mask.Cumsum(1, gotch.Float, false)).AddScalar(f(-1), false))
 	pos = s.T(pos.ClampMin(f(0), false))
+	var P int64
+	var rowIdx, start *ts.Tensor // [B]: each row's prompt and its length
+	if past != nil {
+		P = past.P
+		rowIdx = s.T(onDevice(int64Bytes(rows), []int64{B}, gotch.Int64, m.device))
+		lens := make([]int64, len(rows))
+		for i, r := range rows {
+			lens[i] = past.lens[r]
+		}
+		start = s.T(s.T(onDevice(int64Bytes(lens), []int64{B}, gotch.Int64, m.device)).Totype(gotch.Float, false))
+		pos = s.T(pos.Add(s.T(start.Unsqueeze(1, false)), false))
+	}
 	// The last real token of each row, from the mask: argmax of mask*(j+1)
 	// picks the highest position holding a real token whatever the padding
 	// side, and whatever token the padding uses.
@@ -347,20 +396,66 @@ func (m *RewardModel) tables(s *torch.Scope, b *Batch, lastOnly bool) *tables {
 
 	// Which keys each query may attend to: causal, not padding, and inside
 	// the sliding window when the model has one.
-	ones := s.T(ts.Ones([]int64{T, T}, gotch.Bool, m.device))
-	allowed := s.T(ones.Tril(0, false))
-	if c.SlidingWindow > 0 && int64(c.SlidingWindow) < T {
-		allowed = s.T(allowed.Triu(-int64(c.SlidingWindow-1), false))
+	var blocked *ts.Tensor // [B,1,1,T,P+T]
+	if past == nil {
+		ones := s.T(ts.Ones([]int64{T, T}, gotch.Bool, m.device))
+		allowed := s.T(ones.Tril(0, false))
+		if c.SlidingWindow > 0 && int64(c.SlidingWindow) < T {
+			allowed = s.T(allowed.Triu(-int64(c.SlidingWindow-1), false))
+		}
+		keyOK := s.T(s.T(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
+		allowed = s.T(allowed.View([]int64{1, 1, 1, T, T}, false))
+		blocked = s.T(s.T(allowed.LogicalAnd(keyOK, false)).LogicalNot(false))
+	} else {
+		blocked = m.blockedAfter(s, mask, past, rowIdx, start, B, T)
 	}
-	keyOK := s.T(s.T(mask.Eq(f(1), false)).View([]int64{B, 1, 1, 1, T}, false))
-	allowed = s.T(allowed.View([]int64{1, 1, 1, T, T}, false))
-	blocked := s.T(s.T(allowed.LogicalAnd(keyOK, false)).LogicalNot(false)) // [B,1,1,T,T]
 	var attend *ts.Tensor
 	if m.Attention() == AttentionSDPA {
-		attend = attendMask(s, blocked, B, T)
+		attend = attendMask(s, blocked, B, T, P+T)
 	}
 	return &tables{ids: ids, mask: mask, last: last, cosQ: cosQ, sinQ: sinQ, cos: cos, sin: sin, blocked: blocked, attend: attend,
-		B: B, T: T, H: H, KV: KV, hd: hd, rep: H / KV}
+		B: B, T: T, H: H, KV: KV, hd: hd, rep: H / KV, P: P, past: past, rows: rowIdx}
+}
+
+// blockedAfter is the attention mask of rows that continue cached prompts:
+// keys are the prompt's P slots (real up to its length) then the row's T
+// tokens. Query i of a row whose prompt has n tokens sits at n+i; prompt
+// key j at j, row key t at n+t.
+func (m *RewardModel) blockedAfter(s *torch.Scope, mask *ts.Tensor, past *promptCache, rowIdx, start *ts.Tensor, B, T int64) *ts.Tensor {
+	P := past.P
+	ar := func(n int64) *ts.Tensor { return s.T(ts.Arange(ts.IntScalar(n), gotch.Float, m.device)) }
+	st := s.T(start.Unsqueeze(1, false))                       // [B,1]
+	qpos := s.T(s.T(ar(T).Unsqueeze(0, false)).Add(st, false)) // [B,T]
+	kRow := s.T(s.T(ar(T).Unsqueeze(0, false)).Add(st, false)) // [B,T]
+	kPrompt := s.T(s.T(ar(P).Unsqueeze(0, false)).Expand([]int64{B, P}, false, false))
+	kpos := s.T(ts.Cat([]*ts.Tensor{kPrompt, kRow}, 1)) // [B,P+T]
+	q3 := s.T(qpos.Unsqueeze(2, false))                 // [B,T,1]
+	k3 := s.T(kpos.Unsqueeze(1, false))                 // [B,1,P+T]
+	allowed := s.T(k3.LeTensor(q3, false))              // [B,T,P+T]
+	if w := m.Config.SlidingWindow; w > 0 {
+		dist := s.T(q3.Sub(k3, false))
+		allowed = s.T(allowed.LogicalAnd(s.T(dist.Lt(f(float64(w)), false)), false))
+	}
+	promptOK := s.T(s.T(past.mask.IndexSelect(0, rowIdx, false)).Eq(f(1), false)) // [B,P]
+	keyOK := s.T(ts.Cat([]*ts.Tensor{promptOK, s.T(mask.Eq(f(1), false))}, 1))    // [B,P+T]
+	allowed = s.T(allowed.LogicalAnd(s.T(keyOK.Unsqueeze(1, false)), false))
+	return s.T(s.T(allowed.LogicalNot(false)).View([]int64{B, 1, 1, T, P + T}, false))
+}
+
+// withPast puts the cached prompt keys and values of layer in front of
+// k and v [B,KV,T,hd] (a no-op without a cache), and records them when
+// the pass keeps them.
+func (tb *tables) withPast(s *torch.Scope, layer int, k, v *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
+	if tb.keep != nil {
+		*tb.keep = append(*tb.keep, kv{k, v})
+	}
+	if tb.past == nil {
+		return k, v
+	}
+	p := tb.past.layers[layer]
+	pk := s.T(p.k.IndexSelect(0, tb.rows, false))
+	pv := s.T(p.v.IndexSelect(0, tb.rows, false))
+	return s.T(ts.Cat([]*ts.Tensor{pk, k}, 2)), s.T(ts.Cat([]*ts.Tensor{pv, v}, 2))
 }
 
 // block runs one decoder block over every position of h [B,T,D].
@@ -379,6 +474,8 @@ func (m *RewardModel) block(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) 
 	v := s.T(s.T(s.T(qkv.Narrow(-1, (H+KV)*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	q = rope(s, q, cosQ, sinQ, hd)
 	k = rope(s, k, cos, sin, hd)
+	k, v = tb.withPast(s, bl.layer, k, v)
+	Tk := tb.P + T
 	var att *ts.Tensor // [B,T,H*hd]
 	if m.Attention() == AttentionSDPA {
 		att = sdpa(s, q, k, v, tb.attend, rep)
@@ -388,11 +485,11 @@ func (m *RewardModel) block(s *torch.Scope, bl block, h *ts.Tensor, tb *tables) 
 		// query axis ([B,KV,rep*T,hd]), which also means B*KV larger
 		// matmuls instead of B*H small ones.
 		qg := s.T(q.Reshape([]int64{B, KV, rep * T, hd}, false))
-		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,T]
-		scores = s.T(scores.View([]int64{B, KV, rep, T, T}, false))
+		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep*T,Tk]
+		scores = s.T(scores.View([]int64{B, KV, rep, T, Tk}, false))
 		torch.Check(scores.MaskedFill_(blocked, minVal))
 		probs := m.c(s, s.T(scores.Softmax(-1, gotch.Float, false)))
-		probs = s.T(probs.View([]int64{B, KV, rep * T, T}, false))
+		probs = s.T(probs.View([]int64{B, KV, rep * T, Tk}, false))
 		att = s.T(probs.Matmul(v, false)) // [B,KV,rep*T,hd] = [B,H,T,hd]
 		att = s.T(s.T(s.T(att.View([]int64{B, H, T, hd}, false)).Transpose(1, 2, false)).Reshape([]int64{B, T, H * hd}, false))
 	}
@@ -436,6 +533,8 @@ func (m *RewardModel) lastBlock(s *torch.Scope, bl block, h *ts.Tensor, tb *tabl
 	k := s.T(s.T(s.T(kv.Narrow(-1, 0, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	v := s.T(s.T(s.T(kv.Narrow(-1, KV*hd, KV*hd, false)).Reshape([]int64{B, T, KV, hd}, false)).Transpose(1, 2, false))
 	k = rope(s, k, cos, sin, hd)
+	k, v = tb.withPast(s, bl.layer, k, v)
+	Tk := tb.P + T
 	xl := at(x, 1)                                                                                                                     // [B,1,D]
 	q := s.T(s.T(s.T(ts.Linear(xl, m.proj(s, bl, "q_proj", bl.q), ts.None)).View([]int64{B, 1, H, hd}, false)).Transpose(1, 2, false)) // [B,H,1,hd]
 	q = rope(s, q, at(cosQ, 2), at(sinQ, 2), hd)
@@ -444,10 +543,10 @@ func (m *RewardModel) lastBlock(s *torch.Scope, bl block, h *ts.Tensor, tb *tabl
 		att = sdpa(s, q, k, v, at(tb.attend, 2), rep)
 	} else {
 		qg := s.T(q.Reshape([]int64{B, KV, rep, hd}, false))
-		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep,T]
-		scores = s.T(scores.View([]int64{B, KV, rep, 1, T}, false))
+		scores := s.T(qg.Matmul(s.T(k.Transpose(2, 3, false)), false)) // [B,KV,rep,Tk]
+		scores = s.T(scores.View([]int64{B, KV, rep, 1, Tk}, false))
 		torch.Check(scores.MaskedFill_(at(blocked, 3), f(m.lowest())))
-		probs := s.T(m.c(s, s.T(scores.Softmax(-1, gotch.Float, false))).View([]int64{B, KV, rep, T}, false))
+		probs := s.T(m.c(s, s.T(scores.Softmax(-1, gotch.Float, false))).View([]int64{B, KV, rep, Tk}, false))
 		att = s.T(probs.Matmul(v, false)) // [B,KV,rep,hd]
 		att = s.T(att.Reshape([]int64{B, 1, H * hd}, false))
 	}

@@ -101,9 +101,15 @@ func (r *run) estimate(pairs []data.Pair, seed uint64) ([]decomposition.PairEsti
 			return r.sharded(len(ps), func(lo, hi int) ([]float64, error) { return policy(ps[lo:hi], rs[lo:hi]) })
 		}
 	}
+	// Each rank scores a contiguous share of the (prompt, response) list,
+	// grouping its share by prompt when the prefix cache is on.
+	score := analysis.ModelPrefixScorer(r.model, d.BatchSize, d.CachePrompts)
+	sharded := func(ps, rs [][]int64) ([]float64, error) {
+		return r.sharded(len(ps), func(lo, hi int) ([]float64, error) { return score(ps[lo:hi], rs[lo:hi]) })
+	}
 	return analysis.EstimatePairs(pairs, r.prompts, decomposition.Options{
 		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau,
-	}, r.scorer(d.BatchSize), ll)
+	}, sharded, ll)
 }
 
 func pairsAt(all []data.Pair, idx []int) []data.Pair {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -48,9 +49,12 @@ func run() error {
 	precision := flag.String("precision", "fp32", "scoring precision: fp32 or bf16")
 	modelDir := flag.String("model", "", "score with this reward model folder instead of a random tiny-llama")
 	toyRun := flag.Bool("toy-run", true, "also measure the toy run's wall-time share (on the CPU)")
+	longPairs := flag.Int("long-pairs", 1000, "pairs of the long-prompt shape (0: skip it)")
+	longPrompt := flag.Int("long-prompt", 512, "prompt tokens of the long-prompt shape")
+	longResponse := flag.Int("long-response", 128, "response tokens of the long-prompt shape")
 	flag.Parse()
 	if *smoke {
-		*pairs = 64
+		*pairs, *longPairs, *longPrompt, *longResponse = 64, 16, 64, 16
 	}
 	threads, err := torch.Setup(*nthreads)
 	if err != nil {
@@ -93,16 +97,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	prompts := decomposition.PromptPool(ps)
-	throughput := map[string]any{}
-	for _, M := range []int{4, 8} {
-		_, st, err := analysis.EstimatePairs(ps, prompts, decomposition.Options{Samples: M, IncludeOwn: true, Tol: 1e-6, Seed: 3}, analysis.ModelScorer(m, *batch), nil)
-		if err != nil {
-			return fmt.Errorf("M=%d: %w", M, err)
+	throughput, err := measure(m, ps, []int{4, 8}, *batch)
+	if err != nil {
+		return err
+	}
+	var long map[string]any
+	if *longPairs > 0 {
+		if long, err = measureLong(dev, prec, att, *longPairs, *longPrompt, *longResponse, *batch); err != nil {
+			return fmt.Errorf("long prompts: %w", err)
 		}
-		pps := float64(st.Pairs) / st.Seconds
-		fmt.Printf("decomposition M=%d: %d pairs, %d sequences in %.2fs: %.0f pairs/s\n", M, st.Pairs, st.Sequences, st.Seconds, pps)
-		throughput[fmt.Sprintf("M=%d", M)] = map[string]any{"pairs": st.Pairs, "sequences": st.Sequences, "seconds": st.Seconds, "pairs_per_s": pps}
 	}
 
 	model := "tiny-llama (random)"
@@ -113,7 +116,8 @@ func run() error {
 		"benchmark": "Δr2 recompute: pairs/s (toy length-bias pairs, uniform weights, own prompt included) and share of the toy run's wall time",
 		"machine":   info, "threads": threads, "smoke": *smoke, "device": torch.DeviceName(dev), "precision": prec,
 		"model": model, "params": mcfg.ParamCount(), "batch": *batch,
-		"throughput": throughput,
+		"throughput":   throughput,
+		"long_prompts": long,
 	}
 	if !*toyRun {
 		return machine.WriteJSON(*out, results)
@@ -153,4 +157,77 @@ func toyShare(config string, threads int, smoke bool) (map[string]any, error) {
 		config, res.Steps, res.WallSeconds, res.DecompositionSeconds, 100*share, 100*shareTarget)
 	return map[string]any{"config": config, "steps": res.Steps, "wall_s": res.WallSeconds,
 		"decomposition_s": res.DecompositionSeconds, "share": share, "target_share_max": shareTarget, "target_met": share <= shareTarget}, nil
+}
+
+// measure estimates every pair at each M, with the prompt cache off and
+// on: the same draws, so the estimates must agree before the times are
+// compared.
+func measure(m *models.RewardModel, ps []data.Pair, Ms []int, batch int) (map[string]any, error) {
+	prompts := decomposition.PromptPool(ps)
+	out := map[string]any{}
+	for _, M := range Ms {
+		var gaps [2][]float64
+		row := map[string]any{}
+		for c, cache := range []bool{false, true} {
+			ests, st, err := analysis.EstimatePairs(ps, prompts, decomposition.Options{Samples: M, IncludeOwn: true, Tol: 1e-6, Seed: 3}, analysis.ModelPrefixScorer(m, batch, cache), nil)
+			if err != nil {
+				return nil, fmt.Errorf("M=%d: %w", M, err)
+			}
+			for _, e := range ests {
+				gaps[c] = append(gaps[c], e.PromptFree)
+			}
+			pps := float64(st.Pairs) / st.Seconds
+			name := map[bool]string{false: "whole", true: "prompt_cache"}[cache]
+			fmt.Printf("decomposition M=%d %s: %d pairs, %d sequences (%d tokens) in %.2fs: %.1f pairs/s\n", M, name, st.Pairs, st.Sequences, st.Tokens, st.Seconds, pps)
+			row[name] = map[string]any{"pairs": st.Pairs, "sequences": st.Sequences, "tokens": st.Tokens, "seconds": st.Seconds, "pairs_per_s": pps}
+		}
+		diff := 0.0
+		for i := range gaps[0] {
+			diff = max(diff, math.Abs(gaps[0][i]-gaps[1][i]))
+		}
+		if diff > 1e-5 {
+			return nil, fmt.Errorf("M=%d: the prompt cache changes Δr2 by up to %.2g", M, diff)
+		}
+		row["max_free_gap_difference"] = diff
+		row["speedup"] = row["prompt_cache"].(map[string]any)["pairs_per_s"].(float64) / row["whole"].(map[string]any)["pairs_per_s"].(float64)
+		fmt.Printf("decomposition M=%d: prompt cache %.2fx, Δr2 equal to %.1g\n", M, row["speedup"], diff)
+		out[fmt.Sprintf("M=%d", M)] = row
+	}
+	return out, nil
+}
+
+// measureLong is the long-prompt shape: a small random model (4 layers,
+// hidden 256, 32,000 tokens), n pairs of random prompts of promptLen
+// tokens and responses of respLen, M = 8.
+func measureLong(dev torch.Device, prec models.Precision, att models.Attention, n, promptLen, respLen, batch int) (map[string]any, error) {
+	pad := 0
+	c := &models.Config{ModelType: "llama", VocabSize: 32000, HiddenSize: 256, IntermediateSize: 688, NumHiddenLayers: 4,
+		NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000,
+		MaxPositionEmbeddings: max(2048, promptLen+respLen), PadTokenID: &pad, HiddenAct: "silu", InitializerRange: 0.02}
+	m, err := models.FromValues(c, models.RandomInit(c, rand.New(rand.NewPCG(4, 5))), dev)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Drop()
+	if err := m.SetCompute(models.Compute{Attention: att, Precision: prec}); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(6, 7))
+	ids := func(k int) []int64 {
+		v := make([]int64, k)
+		for i := range v {
+			v[i] = 1 + rng.Int64N(31999)
+		}
+		return v
+	}
+	ps := make([]data.Pair, n)
+	for i := range ps {
+		ps[i] = data.Pair{ID: i, Prompt: ids(promptLen), Chosen: ids(respLen), Rejected: ids(respLen)}
+	}
+	res, err := measure(m, ps, []int{8}, max(1, batch/8))
+	if err != nil {
+		return nil, err
+	}
+	res["shape"] = map[string]any{"pairs": n, "prompt_tokens": promptLen, "response_tokens": respLen, "layers": 4, "hidden": 256, "params": c.ParamCount()}
+	return res, nil
 }

@@ -23,6 +23,20 @@ func ModelScorer(m *models.RewardModel, batchSize int) ScoreFunc {
 	return func(seqs [][]int64) ([]float64, error) { return m.Score(seqs, batchSize) }
 }
 
+// ModelPrefixScorer scores (prompt, response) pairs with m: with cache,
+// each distinct prompt's keys and values are computed once and its
+// responses scored after them (RewardModel.ScorePrompted); without, each
+// prompt and response are joined and scored whole (Score). Both give the
+// same rewards to float rounding.
+func ModelPrefixScorer(m *models.RewardModel, batchSize int, cache bool) decomposition.PrefixScoreFunc {
+	if !cache {
+		return decomposition.Concat(ModelScorer(m, batchSize))
+	}
+	return func(prompts, responses [][]int64) ([]float64, error) {
+		return m.ScorePrompted(prompts, responses, batchSize)
+	}
+}
+
 // PolicyLogLik is the likelihood function of the policy weights, or nil
 // (uniform weights) without a policy.
 func PolicyLogLik(policy *models.CausalLM, batchSize int) decomposition.LogLikFunc {
@@ -112,6 +126,6 @@ func softplus(x float64) float64 {
 // comparison prompts from prompts (see decomposition.EstimateAll); with
 // loglik the prompts are importance-weighted by the policy's likelihoods
 // of the two responses, without it uniformly.
-func EstimatePairs(pairs []data.Pair, prompts [][]int64, opt decomposition.Options, score ScoreFunc, loglik decomposition.LogLikFunc) ([]decomposition.PairEstimate, decomposition.Stats, error) {
+func EstimatePairs(pairs []data.Pair, prompts [][]int64, opt decomposition.Options, score decomposition.PrefixScoreFunc, loglik decomposition.LogLikFunc) ([]decomposition.PairEstimate, decomposition.Stats, error) {
 	return decomposition.EstimateAll(decomposition.Views(pairs), prompts, opt, score, loglik)
 }

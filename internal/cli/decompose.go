@@ -24,6 +24,7 @@ type decomposeOptions struct {
 	policy                                    string
 	tau                                       float64
 	samples, batch                            int
+	cachePrompts                              bool
 	includeOwn                                bool
 	seed                                      uint64
 	length                                    lengthFlags
@@ -57,6 +58,7 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 	cmd.Flags().IntVar(&o.samples, "samples", 8, "M, prompts sampled per pair")
 	cmd.Flags().BoolVar(&o.includeOwn, "include-own", true, "count the pair's own prompt among the samples")
 	cmd.Flags().IntVar(&o.batch, "batch-size", 256, "sequences per scoring pass")
+	cmd.Flags().BoolVar(&o.cachePrompts, "cache-prompts", true, "run each prompt once and score its responses after its cached keys and values (same rewards; false scores every sequence whole)")
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the prompt draws")
 	cmd.Flags().StringVar(&o.out, "out", "", "output folder (default: ./decomposition)")
 	cmd.Flags().StringVar(&o.tag, "tag", "", "pair tag that colours the plot")
@@ -103,7 +105,7 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 		defer policy.Drop()
 	}
 	opt := decomposition.Options{Samples: o.samples, IncludeOwn: o.includeOwn, Tol: 1e-6, Seed: o.seed, PolicyTau: o.tau}
-	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelScorer(m, o.batch), analysis.PolicyLogLik(policy, o.batch))
+	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelPrefixScorer(m, o.batch, o.cachePrompts), analysis.PolicyLogLik(policy, o.batch))
 	if err != nil {
 		return err
 	}
