@@ -140,9 +140,16 @@ func TestPolicyWeightedDecomposition(t *testing.T) {
 		var m struct {
 			Kind    string  `json:"kind"`
 			MeanESS float64 `json:"mean_ess"`
+			Share   float64 `json:"share_of_wall_time"`
+			Tokens  int     `json:"tokens"`
 		}
 		if json.Unmarshal([]byte(l), &m) == nil && m.Kind == "decomposition" {
 			ess = append(ess, m.MeanESS)
+			// The first recompute runs two steps in: its share of the
+			// wall time is large, but a share.
+			if m.Share <= 0 || m.Share > 1 || m.Tokens <= 0 {
+				t.Errorf("decomposition row: share of wall time %v, %d tokens", m.Share, m.Tokens)
+			}
 		}
 	}
 	if len(ess) != 2 {

@@ -42,13 +42,16 @@ func (r *run) recompute() error {
 	if err := rc.WriteFiles(filepath.Join(r.cfg.Run.Dir, "decomposition"), name, title, r.train, tag); err != nil {
 		return err
 	}
-	share := 0.0
-	if r.state.ElapsedS > 0 {
-		share = r.state.DecompSeconds / r.state.ElapsedS
-	}
 	st := rc.Stats
+	// The wall time so far is the steps' (ElapsedS, up to the last step)
+	// plus this recompute, which ran after them: every recompute's seconds
+	// are inside it, so the share is at most 1.
+	share := 0.0
+	if wall := r.state.ElapsedS + st.Seconds; wall > 0 {
+		share = min(1, r.state.DecompSeconds/wall)
+	}
 	r.writeMetric(map[string]any{"kind": "decomposition", "step": r.state.Step, "phase": rc.Phase, "pool": len(rc.Pool),
-		"selected": len(rc.Selected), "sequences": st.Sequences, "seconds": st.Seconds,
+		"selected": len(rc.Selected), "sequences": st.Sequences, "tokens": st.Tokens, "seconds": st.Seconds,
 		"pairs_per_s": float64(st.Pairs) / st.Seconds, "decomposition_seconds_total": r.state.DecompSeconds,
 		"share_of_wall_time": share, "mean_ess": decomposition.MeanESS(rc.Estimates)})
 	r.log.Info("decomposition", "step", r.state.Step, "pool", len(rc.Pool), "selected", len(rc.Selected),

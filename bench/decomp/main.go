@@ -1,9 +1,13 @@
-// Command decomp measures the prompt-free gap recompute: pairs per second
-// at M = 4 and M = 8 prompts per pair, and the share of the length-biased
-// toy run's wall time that goes to it (experiments/toy/length-bias.yaml,
-// prioritised, as shipped).
+// Command decomp measures the prompt-free gap recompute, with the prompt
+// cache off (every prompt+response scored whole) and on, side by side on
+// the same draws (the estimates are checked equal first): pairs per second
+// on the toy pairs at M = 4 and 8, on a long-prompt shape (512-token
+// prompts, 128-token responses, M = 8, a 4-layer model), optionally how
+// the cost grows with M and prompt length, and the share of the
+// length-biased toy run's wall time that goes to it
+// (experiments/toy/length-bias.yaml, prioritised, as shipped).
 //
-//	go run ./bench/decomp -out bench/results/decomposition.json
+//	go run ./bench/decomp -long-pairs 100 -out bench/results/decomposition.json
 package main
 
 import (
@@ -52,6 +56,7 @@ func run() error {
 	longPairs := flag.Int("long-pairs", 1000, "pairs of the long-prompt shape (0: skip it)")
 	longPrompt := flag.Int("long-prompt", 512, "prompt tokens of the long-prompt shape")
 	longResponse := flag.Int("long-response", 128, "response tokens of the long-prompt shape")
+	growth := flag.Int("growth-pairs", 0, "also measure how the cost grows with M (4, 8, 16 at 512-token prompts) and prompt length (128, 512, 2048 at M = 8), with this many pairs each (0: skip)")
 	flag.Parse()
 	if *smoke {
 		*pairs, *longPairs, *longPrompt, *longResponse = 64, 16, 64, 16
@@ -101,6 +106,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var grow []map[string]any
+	if *growth > 0 {
+		for _, g := range []struct{ M, prompt int }{{4, 512}, {8, 512}, {16, 512}, {8, 128}, {8, 2048}} {
+			r, err := measureShape(dev, prec, att, *growth, g.prompt, *longResponse, g.M, *batch)
+			if err != nil {
+				return fmt.Errorf("growth M=%d prompt %d: %w", g.M, g.prompt, err)
+			}
+			grow = append(grow, r)
+		}
+	}
 	var long map[string]any
 	if *longPairs > 0 {
 		if long, err = measureLong(dev, prec, att, *longPairs, *longPrompt, *longResponse, *batch); err != nil {
@@ -118,6 +133,7 @@ func run() error {
 		"model": model, "params": mcfg.ParamCount(), "batch": *batch,
 		"throughput":   throughput,
 		"long_prompts": long,
+		"growth":       grow,
 	}
 	if !*toyRun {
 		return machine.WriteJSON(*out, results)
@@ -200,6 +216,11 @@ func measure(m *models.RewardModel, ps []data.Pair, Ms []int, batch int) (map[st
 // hidden 256, 32,000 tokens), n pairs of random prompts of promptLen
 // tokens and responses of respLen, M = 8.
 func measureLong(dev torch.Device, prec models.Precision, att models.Attention, n, promptLen, respLen, batch int) (map[string]any, error) {
+	return measureShape(dev, prec, att, n, promptLen, respLen, 8, batch)
+}
+
+// measureShape measures the long-prompt model and pairs at one M.
+func measureShape(dev torch.Device, prec models.Precision, att models.Attention, n, promptLen, respLen, M, batch int) (map[string]any, error) {
 	pad := 0
 	c := &models.Config{ModelType: "llama", VocabSize: 32000, HiddenSize: 256, IntermediateSize: 688, NumHiddenLayers: 4,
 		NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000,
@@ -224,10 +245,10 @@ func measureLong(dev torch.Device, prec models.Precision, att models.Attention, 
 	for i := range ps {
 		ps[i] = data.Pair{ID: i, Prompt: ids(promptLen), Chosen: ids(respLen), Rejected: ids(respLen)}
 	}
-	res, err := measure(m, ps, []int{8}, max(1, batch/8))
+	res, err := measure(m, ps, []int{M}, max(1, batch/8))
 	if err != nil {
 		return nil, err
 	}
-	res["shape"] = map[string]any{"pairs": n, "prompt_tokens": promptLen, "response_tokens": respLen, "layers": 4, "hidden": 256, "params": c.ParamCount()}
+	res["shape"] = map[string]any{"pairs": n, "prompt_tokens": promptLen, "response_tokens": respLen, "M": M, "layers": 4, "hidden": 256, "params": c.ParamCount()}
 	return res, nil
 }

@@ -108,6 +108,29 @@ func run() error {
 		}
 		fmt.Fprintf(&b, "| Δr2 recompute, share of the length-bias toy run | %.0f%% | | | ≤ %.0f%% | %s |\n", 100*dec.Toy.Share, 100*dec.Toy.Max, yes(dec.Toy.Met))
 	}
+	var growth struct {
+		Growth []map[string]json.RawMessage `json:"growth"`
+	}
+	if ok, err := read(filepath.Join(*dir, "decomposition-growth.json"), &growth); err != nil {
+		return err
+	} else if ok {
+		for _, g := range growth.Growth {
+			var shape struct {
+				Pairs  int `json:"pairs"`
+				Prompt int `json:"prompt_tokens"`
+				M      int `json:"M"`
+			}
+			if err := json.Unmarshal(g["shape"], &shape); err != nil {
+				return err
+			}
+			var c cmp
+			if err := json.Unmarshal(g[fmt.Sprintf("M=%d", shape.M)], &c); err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "| Δr2 recompute growth: M=%d, %d-token prompts (%d pairs) | %.2f pairs/s (prompt cache) | %.2f pairs/s (each sequence whole) | %.2fx | | |\n",
+				shape.M, shape.Prompt, shape.Pairs, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Speedup)
+		}
+	}
 	var tok map[string]json.RawMessage
 	if ok, err := read(filepath.Join(*dir, "tokenizer.json"), &tok); err != nil {
 		return err
