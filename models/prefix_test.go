@@ -13,48 +13,36 @@ import (
 // crosses the prefix boundary), with eager and SDPA attention where this
 // libtorch has it.
 func TestScorePrefixedMatchesFull(t *testing.T) {
-	atts := []Attention{AttentionEager}
-	if SDPAAvailable() {
-		atts = append(atts, AttentionSDPA)
-	}
-	for _, preset := range PresetNames() {
-		for _, att := range atts {
-			t.Run(preset+"/"+string(att), func(t *testing.T) {
-				m, _ := newRandom(t, preset, 29)
-				if err := m.SetAttention(att); err != nil {
-					t.Fatal(err)
-				}
-				rng := rand.New(rand.NewPCG(3, 4))
-				for _, plen := range []int{1, 5, 8, 13} {
-					prefix := randomSeqs(rng, 1, plen, plen, m.Config.VocabSize)[0]
-					responses := randomSeqs(rng, 7, 1, 20, m.Config.VocabSize)
-					got, err := m.ScorePrefixed(prefix, responses, 3)
-					if err != nil {
-						t.Fatal(err)
-					}
-					full := make([][]int64, len(responses))
-					for i, r := range responses {
-						full[i] = append(append([]int64{}, prefix...), r...)
-					}
-					want, err := m.Score(full, 4)
-					if err != nil {
-						t.Fatal(err)
-					}
-					worst, scale := 0.0, 0.0
-					for i := range want {
-						worst = max(worst, math.Abs(got[i]-want[i]))
-						scale = max(scale, math.Abs(want[i]))
-					}
-					if scale == 0 {
-						t.Fatal("all rewards are zero: the test checks nothing")
-					}
-					if worst > 1e-5*max(1, scale) {
-						t.Errorf("prefix %d: cached %v, full %v (max difference %.2g)", plen, got, want, worst)
-					}
-				}
-			})
+	eachPresetAttention(t, 29, func(t *testing.T, m *RewardModel) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, plen := range []int{1, 5, 8, 13} {
+			prefix := randomSeqs(rng, 1, plen, plen, m.Config.VocabSize)[0]
+			responses := randomSeqs(rng, 7, 1, 20, m.Config.VocabSize)
+			got, err := m.ScorePrefixed(prefix, responses, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full := make([][]int64, len(responses))
+			for i, r := range responses {
+				full[i] = append(append([]int64{}, prefix...), r...)
+			}
+			want, err := m.Score(full, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst, scale := 0.0, 0.0
+			for i := range want {
+				worst = max(worst, math.Abs(got[i]-want[i]))
+				scale = max(scale, math.Abs(want[i]))
+			}
+			if scale == 0 {
+				t.Fatal("all rewards are zero: the test checks nothing")
+			}
+			if worst > 1e-5*max(1, scale) {
+				t.Errorf("prefix %d: cached %v, full %v (max difference %.2g)", plen, got, want, worst)
+			}
 		}
-	}
+	})
 }
 
 // TestScorePromptedMatchesFull: many prompts of different lengths (some
@@ -62,6 +50,35 @@ func TestScorePrefixedMatchesFull(t *testing.T) {
 // cached two at a time and responses three to a batch, give the rewards
 // of the joined sequences to 1e-5.
 func TestScorePromptedMatchesFull(t *testing.T) {
+	eachPresetAttention(t, 31, func(t *testing.T, m *RewardModel) {
+		rng := rand.New(rand.NewPCG(8, 9))
+		pool := append(randomSeqs(rng, 5, 1, 14, m.Config.VocabSize), nil)
+		var prompts, responses, full [][]int64
+		for i := 0; i < 30; i++ {
+			p := pool[rng.IntN(len(pool))]
+			r := randomSeqs(rng, 1, 1, 12, m.Config.VocabSize)[0]
+			prompts, responses = append(prompts, p), append(responses, r)
+			full = append(full, append(append([]int64{}, p...), r...))
+		}
+		got, err := m.ScorePrompted(prompts, responses, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := m.Score(full, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if d := math.Abs(got[i] - want[i]); d > 1e-5*max(1, math.Abs(want[i])) {
+				t.Errorf("item %d (prompt of %d, response of %d): cached %v, full %v", i, len(prompts[i]), len(responses[i]), got[i], want[i])
+			}
+		}
+	})
+}
+
+// eachPresetAttention runs f on a random model of every preset, with eager
+// attention and with SDPA where this libtorch has it.
+func eachPresetAttention(t *testing.T, seed uint64, f func(t *testing.T, m *RewardModel)) {
 	atts := []Attention{AttentionEager}
 	if SDPAAvailable() {
 		atts = append(atts, AttentionSDPA)
@@ -69,32 +86,11 @@ func TestScorePromptedMatchesFull(t *testing.T) {
 	for _, preset := range PresetNames() {
 		for _, att := range atts {
 			t.Run(preset+"/"+string(att), func(t *testing.T) {
-				m, _ := newRandom(t, preset, 31)
+				m, _ := newRandom(t, preset, seed)
 				if err := m.SetAttention(att); err != nil {
 					t.Fatal(err)
 				}
-				rng := rand.New(rand.NewPCG(8, 9))
-				pool := append(randomSeqs(rng, 5, 1, 14, m.Config.VocabSize), nil)
-				var prompts, responses, full [][]int64
-				for i := 0; i < 30; i++ {
-					p := pool[rng.IntN(len(pool))]
-					r := randomSeqs(rng, 1, 1, 12, m.Config.VocabSize)[0]
-					prompts, responses = append(prompts, p), append(responses, r)
-					full = append(full, append(append([]int64{}, p...), r...))
-				}
-				got, err := m.ScorePrompted(prompts, responses, 2)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := m.Score(full, 5)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range want {
-					if d := math.Abs(got[i] - want[i]); d > 1e-5*max(1, math.Abs(want[i])) {
-						t.Errorf("item %d (prompt of %d, response of %d): cached %v, full %v", i, len(prompts[i]), len(responses[i]), got[i], want[i])
-					}
-				}
+				f(t, m)
 			})
 		}
 	}
