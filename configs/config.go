@@ -62,6 +62,7 @@ type Decomposition struct {
 	Tol              float64  `mapstructure:"tol" yaml:"tol"`
 	BatchSize        int      `mapstructure:"batch_size" yaml:"batch_size"`
 	CachePrompts     bool     `mapstructure:"cache_prompts" yaml:"cache_prompts"`
+	SharePrompts     int      `mapstructure:"share_prompts" yaml:"share_prompts"`
 	PlotTag          string   `mapstructure:"plot_tag" yaml:"plot_tag"`
 }
 

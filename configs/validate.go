@@ -154,6 +154,8 @@ func (c *Config) Validate() error {
 	atMost("decomposition.batch_size", d.BatchSize, 1<<16, "sequences per scoring pass")
 	atMost("decomposition.pool_size", d.PoolSize, 1<<28, "pairs")
 	nonNegative("decomposition.pool_size", d.PoolSize)
+	nonNegative("decomposition.share_prompts", d.SharePrompts)
+	atMost("decomposition.share_prompts", d.SharePrompts, 1<<20, "pairs per shared draw of prompts")
 	oneOf("decomposition.weights", string(d.Weights), names(WeightsUniform, WeightsPolicy)...)
 	if d.Weights == WeightsPolicy && strings.TrimSpace(d.PolicyModel) == "" {
 		bad("decomposition.policy_model", "must name a causal LM folder when decomposition.weights is policy")

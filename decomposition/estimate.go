@@ -27,6 +27,12 @@ type Options struct {
 	// PolicyTau is τ of the policy weights w_i ∝ exp(τ (ℓ(y1|x_i) +
 	// ℓ(y2|x_i))), used when EstimateAll is given a LogLikFunc.
 	PolicyTau float64
+	// Share is how many consecutive pairs share one draw of M prompts
+	// (0 or 1: each pair draws its own). Shared prompts are computed once
+	// for all of those pairs' responses by a prefix-caching scorer; each
+	// pair's estimator is unchanged, but the estimates of pairs in one
+	// group are correlated through their common prompts.
+	Share int
 }
 
 // ScoreFunc scores sequences (prompt + response), returning one reward per
@@ -92,10 +98,30 @@ func EstimateAll(pairs []Pair, pool [][]int64, opt Options, score PrefixScoreFun
 	if len(pool) < 2 {
 		return nil, Stats{}, fmt.Errorf("%w: the prompt pool needs at least 2 prompts, has %d", ErrInvalidInput, len(pool))
 	}
+	if opt.Share < 0 {
+		return nil, Stats{}, fmt.Errorf("%w: share must be at least 0, got %d", ErrInvalidInput, opt.Share)
+	}
 	rng := rand.New(rand.NewPCG(opt.Seed, 0xdec0))
 	drawn := make([][]int, len(pairs))
-	for i, p := range pairs {
-		drawn[i] = drawPrompts(rng, len(pool), opt.Samples, p.Prompt, pool)
+	group := max(opt.Share, 1)
+	for lo := 0; lo < len(pairs); lo += group {
+		hi := min(lo+group, len(pairs))
+		own := make([][]int64, 0, hi-lo)
+		for _, p := range pairs[lo:hi] {
+			own = append(own, p.Prompt)
+		}
+		d := drawPrompts(rng, len(pool), opt.Samples, own, pool)
+		if len(d) < opt.Samples && len(pool) > opt.Samples {
+			// The group's own prompts crowd the pool: each pair draws
+			// its own, so none is scored under its own prompt.
+			for i := lo; i < hi; i++ {
+				drawn[i] = drawPrompts(rng, len(pool), opt.Samples, own[i-lo:i-lo+1], pool)
+			}
+			continue
+		}
+		for i := lo; i < hi; i++ {
+			drawn[i] = d
+		}
 	}
 	// Sequence layout per pair: own prompt (y1, y2), then each drawn
 	// prompt (y1, y2).
@@ -184,9 +210,9 @@ func estimateOne(rewards, ll []float64, opt Options) (PairEstimate, error) {
 	return PairEstimate{Estimate: est, Mean: mean, Std: std}, nil
 }
 
-// drawPrompts picks m distinct pool indices whose prompts differ from own
-// (when the pool has enough of them).
-func drawPrompts(rng *rand.Rand, n, m int, own []int64, pool [][]int64) []int {
+// drawPrompts picks m distinct pool indices whose prompts differ from
+// every prompt in own (when the pool has enough of them).
+func drawPrompts(rng *rand.Rand, n, m int, own [][]int64, pool [][]int64) []int {
 	out := make([]int, 0, m)
 	seen := map[int]bool{}
 	for tries := 0; len(out) < m && tries < 20*m+n; tries++ {
@@ -195,7 +221,7 @@ func drawPrompts(rng *rand.Rand, n, m int, own []int64, pool [][]int64) []int {
 			continue
 		}
 		seen[k] = true
-		if slices.Equal(pool[k], own) && n > m {
+		if n > m && slices.ContainsFunc(own, func(p []int64) bool { return slices.Equal(pool[k], p) }) {
 			continue
 		}
 		out = append(out, k)

@@ -149,3 +149,85 @@ func TestEstimateAllPolicyWeights(t *testing.T) {
 		t.Error("a short log-likelihood list was accepted")
 	}
 }
+
+// TestEstimateAllShare: with Share = K, each run of K consecutive pairs is
+// scored under one draw of M prompts, none of them a group member's own;
+// Share 0 and 1 both mean per-pair draws and give the same estimates; and
+// a group whose own prompts crowd a small pool falls back to per-pair
+// draws rather than score a pair under its own prompt.
+func TestEstimateAllShare(t *testing.T) {
+	var pool [][]int64
+	for i := range 40 {
+		pool = append(pool, []int64{int64(i)})
+	}
+	var pairs []Pair
+	for i := range 10 {
+		pairs = append(pairs, Pair{Prompt: []int64{int64(i)}, Y1: []int64{100 + int64(i)}, Y2: []int64{200 + int64(i)}})
+	}
+	// record lists the prompts each pair's responses were scored under,
+	// from the layout's y1 rows (own prompt first).
+	record := func(opt Options) (map[int64][]int64, []PairEstimate) {
+		under := map[int64][]int64{}
+		score := func(ps, rs [][]int64) ([]float64, error) {
+			out := make([]float64, len(ps))
+			for i := range ps {
+				if rs[i][0] < 200 {
+					under[rs[i][0]-100] = append(under[rs[i][0]-100], ps[i][0])
+				}
+				out[i] = float64(ps[i][0]*rs[i][0]%7) - float64(rs[i][0]%5)
+			}
+			return out, nil
+		}
+		est, _, err := EstimateAll(pairs, pool, opt, score, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return under, est
+	}
+	under, _ := record(Options{Samples: 4, Tol: 1e-9, Seed: 3, Share: 4})
+	for i := range pairs {
+		drawn := under[int64(i)][1:]
+		if len(drawn) != 4 {
+			t.Fatalf("pair %d scored under %d drawn prompts, want 4", i, len(drawn))
+		}
+		first := under[int64(i-i%4)][1:]
+		for j, x := range drawn {
+			if x != first[j] {
+				t.Errorf("pair %d drew %v, its group's first pair %v", i, drawn, first)
+				break
+			}
+		}
+		for _, x := range drawn {
+			if x >= int64(i-i%4) && x < int64(min(i-i%4+4, len(pairs))) {
+				t.Errorf("pair %d of group %d drew prompt %d, a group member's own", i, i/4, x)
+			}
+		}
+	}
+	if a, b := under[0][1:], under[4][1:]; a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] {
+		t.Errorf("groups 0 and 1 drew the same prompts %v", a)
+	}
+	_, e0 := record(Options{Samples: 4, Tol: 1e-9, Seed: 3})
+	_, e1 := record(Options{Samples: 4, Tol: 1e-9, Seed: 3, Share: 1})
+	for i := range e0 {
+		if e0[i] != e1[i] {
+			t.Errorf("pair %d: Share 0 gives %+v, Share 1 %+v", i, e0[i], e1[i])
+		}
+	}
+	// A pool of 12 prompts, groups of 10 pairs (10 own prompts) and M = 4:
+	// the group cannot avoid every member's own prompt.
+	pool = pool[:12]
+	under, _ = record(Options{Samples: 4, Tol: 1e-9, Seed: 3, Share: 10})
+	for i := range pairs {
+		for _, x := range under[int64(i)][1:] {
+			if x == int64(i) {
+				t.Errorf("pair %d scored under its own prompt among the drawn ones", i)
+			}
+		}
+		if len(under[int64(i)]) != 5 {
+			t.Errorf("pair %d: %d prompts, want own + 4", i, len(under[int64(i)]))
+		}
+	}
+	if _, _, err := EstimateAll(pairs, pool, Options{Samples: 4, Share: -1}, func(ps, rs [][]int64) ([]float64, error) { return nil, nil }, nil); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("Share -1: err = %v, want ErrInvalidInput", err)
+	}
+}

@@ -145,3 +145,60 @@ func (lm *CausalLM) batchLogLik(prompts, responses [][]int64) (out []float64, er
 	ll := s.T(s.T(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
 	return Float64s(ll)
 }
+
+// ResponseLogLikPrompted is ResponseLogLik computing each distinct
+// prompt's keys and values once: the responses that follow it, batched by
+// length, continue from its cache, and its final hidden state predicts
+// their first token. The values equal ResponseLogLik's to float rounding.
+func (lm *CausalLM) ResponseLogLikPrompted(prompts, responses [][]int64, batchSize int) ([]float64, error) {
+	for i := range prompts {
+		if i < len(responses) && (len(prompts[i]) == 0 || len(responses[i]) == 0) {
+			return nil, fmt.Errorf("row %d: a log-likelihood needs a prompt and a response", i)
+		}
+	}
+	out, _, err := lm.decoder.prompted(prompts, responses, batchSize, true, lm.logLikAfter)
+	return out, err
+}
+
+// logLikAfter is the length-normalised log-likelihood of each row of b
+// (the responses rs, right-padded) after its cached prompt.
+func (lm *CausalLM) logLikAfter(pc *promptCache, b *Batch, rs [][]int64, rows []int64) (out []float64, err error) {
+	d := lm.decoder
+	if err := b.Validate(d.Config.VocabSize); err != nil {
+		return nil, err
+	}
+	// Position t of the input [prompt's last token, response[:T-1]]
+	// predicts response token t.
+	B, T := b.B, b.T
+	target := make([]int64, B*T)
+	weight := make([]float32, B*T)
+	for r, y := range rs {
+		for t, id := range y {
+			target[r*T+t], weight[r*T+t] = id, 1/float32(len(y))
+		}
+	}
+	s := &torch.Scope{}
+	defer s.Release()
+	defer torch.Catch(&err, "policy log-likelihood after cached prompts")
+	tb := d.tables(s, b, false, pc, rows)
+	h, _ := d.decode(s, tb, false) // [B,T,D]
+	first := s.T(s.T(pc.last.IndexSelect(0, tb.rows, false)).Unsqueeze(1, false))
+	x := first
+	if T > 1 {
+		x = s.T(ts.Cat([]*ts.Tensor{first, s.T(h.Narrow(1, 0, int64(T-1), false))}, 1))
+	}
+	logits := s.T(ts.Linear(x, d.c(s, lm.lmHead), ts.None))
+	logp := s.T(logits.LogSoftmax(-1, gotch.Float, false))
+	tgt := s.T(onDevice(int64Bytes(target), []int64{int64(B), int64(T), 1}, gotch.Int64, d.device))
+	w := s.T(onDevice(Float32Bytes(weight), []int64{int64(B), int64(T)}, gotch.Float, d.device))
+	picked := s.T(s.T(logp.Gather(-1, tgt, false, false)).SqueezeDim(-1, false))
+	ll := s.T(s.T(picked.Mul(w, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
+	return Float64s(ll)
+}
+
+// TiedCausalLM is m as a causal LM whose output layer is its token
+// embeddings (tie_word_embeddings), for random policies in tests and
+// benchmarks. m stays owned by the caller: the result's Drop frees it.
+func TiedCausalLM(m *RewardModel) *CausalLM {
+	return &CausalLM{decoder: m, lmHead: m.embed, tied: true}
+}

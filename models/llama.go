@@ -338,6 +338,7 @@ type kv struct{ k, v *ts.Tensor }
 type promptCache struct {
 	layers []kv
 	mask   *ts.Tensor
+	last   *ts.Tensor // [Bp,D], each prompt's final hidden state at its last token (when asked for)
 	lens   []int64
 	P      int64
 }

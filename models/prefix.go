@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"prism/internal/torch"
@@ -20,20 +21,48 @@ import (
 // prompt's cached keys as to their own earlier tokens (positions continue
 // after the prompt; Mistral's sliding window reaches back into it).
 func (m *RewardModel) ScorePrompted(prompts, responses [][]int64, batchSize int) ([]float64, error) {
+	out, bare, err := m.prompted(prompts, responses, batchSize, false, func(pc *promptCache, b *Batch, _ [][]int64, rows []int64) ([]float64, error) {
+		return m.scoreAfter(pc, b, rows)
+	})
+	if err != nil || len(bare) == 0 {
+		return out, err
+	}
+	seqs := make([][]int64, len(bare))
+	for j, i := range bare {
+		seqs[j] = responses[i]
+	}
+	v, err := m.Score(seqs, batchSize)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range bare {
+		out[i] = v[j]
+	}
+	return out, nil
+}
+
+// afterFunc computes one value per row of b, a right-padded batch of
+// responses (rs, unpadded), row r continuing cached prompt rows[r].
+type afterFunc func(pc *promptCache, b *Batch, rs [][]int64, rows []int64) ([]float64, error)
+
+// prompted groups items by prompt, caches the distinct prompts' keys and
+// values batchSize prompts at a time (and, with last, each prompt's final
+// hidden state), and calls f on length-bucketed batches of the responses
+// that follow them, returning f's values in item order. Items without a
+// prompt are left to the caller: their indices are returned in bare.
+func (m *RewardModel) prompted(prompts, responses [][]int64, batchSize int, last bool, f afterFunc) (out []float64, bare []int, err error) {
 	if len(prompts) != len(responses) {
-		return nil, fmt.Errorf("%d prompts for %d responses", len(prompts), len(responses))
+		return nil, nil, fmt.Errorf("%d prompts for %d responses", len(prompts), len(responses))
 	}
 	if batchSize < 1 {
-		return nil, fmt.Errorf("batch size %d: want at least 1", batchSize)
+		return nil, nil, fmt.Errorf("batch size %d: want at least 1", batchSize)
 	}
-	// Group the items by prompt; items without a prompt are scored whole.
 	type group struct {
 		prompt []int64
 		items  []int
 	}
 	var groups []*group
 	byKey := map[string]*group{}
-	var bare []int
 	for i, p := range prompts {
 		if len(p) == 0 {
 			bare = append(bare, i)
@@ -48,23 +77,9 @@ func (m *RewardModel) ScorePrompted(prompts, responses [][]int64, batchSize int)
 		}
 		g.items = append(g.items, i)
 	}
-	out := make([]float64, len(prompts))
-	if len(bare) > 0 {
-		seqs := make([][]int64, len(bare))
-		for j, i := range bare {
-			seqs[j] = responses[i]
-		}
-		v, err := m.Score(seqs, batchSize)
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range bare {
-			out[i] = v[j]
-		}
-	}
+	out = make([]float64, len(prompts))
 	sort.SliceStable(groups, func(a, b int) bool { return len(groups[a].prompt) < len(groups[b].prompt) })
 	defer torch.Pin()()
-	var err error
 	ts.NoGrad(func() {
 		for lo := 0; lo < len(groups) && err == nil; lo += batchSize {
 			chunk := groups[lo:min(lo+batchSize, len(groups))]
@@ -76,13 +91,13 @@ func (m *RewardModel) ScorePrompted(prompts, responses [][]int64, batchSize int)
 					items, rows = append(items, i), append(rows, r)
 				}
 			}
-			err = m.scoreAfterPrompts(ps, responses, items, rows, batchSize, out)
+			err = m.afterPrompts(ps, responses, items, rows, batchSize, last, f, out)
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, bare, nil
 }
 
 // ScorePrefixed is ScorePrompted for one prompt and many responses.
@@ -94,12 +109,12 @@ func (m *RewardModel) ScorePrefixed(prefix []int64, responses [][]int64, batchSi
 	return m.ScorePrompted(prompts, responses, batchSize)
 }
 
-// scoreAfterPrompts caches the keys and values of prompts, then scores
-// responses[items[j]] after prompt rows[j], into out[items[j]].
-func (m *RewardModel) scoreAfterPrompts(prompts, responses [][]int64, items, rows []int, batchSize int, out []float64) (err error) {
+// afterPrompts caches the keys and values of prompts, then computes f
+// for responses[items[j]] after prompt rows[j], into out[items[j]].
+func (m *RewardModel) afterPrompts(prompts, responses [][]int64, items, rows []int, batchSize int, last bool, f afterFunc, out []float64) (err error) {
 	cache := &torch.Scope{}
 	defer cache.Release()
-	pc, err := m.promptKV(cache, prompts)
+	pc, err := m.promptKV(cache, prompts, last)
 	if err != nil {
 		return err
 	}
@@ -115,7 +130,7 @@ func (m *RewardModel) scoreAfterPrompts(prompts, responses [][]int64, items, row
 		for r, j := range js {
 			batch[r], rs[r] = responses[items[j]], int64(rows[j])
 		}
-		v, err := m.scoreAfter(pc, Collate(batch, m.PadID()), rs)
+		v, err := f(pc, Collate(batch, m.PadID()), batch, rs)
 		if err != nil {
 			return err
 		}
@@ -127,9 +142,11 @@ func (m *RewardModel) scoreAfterPrompts(prompts, responses [][]int64, items, row
 }
 
 // promptKV runs the decoder over a right-padded batch of prompts and
-// returns every layer's keys and values and the prompts' mask, registered
+// returns every layer's keys and values and the prompts' mask (and, with
+// last, each prompt's final normed hidden state at its last token, from
+// which a language model predicts the first response token), registered
 // in cache; the pass's other tensors are freed.
-func (m *RewardModel) promptKV(cache *torch.Scope, prompts [][]int64) (pc *promptCache, err error) {
+func (m *RewardModel) promptKV(cache *torch.Scope, prompts [][]int64, last bool) (pc *promptCache, err error) {
 	b := Collate(prompts, m.PadID())
 	if err := b.Validate(m.Config.VocabSize); err != nil {
 		return nil, fmt.Errorf("prompt: %w", err)
@@ -146,15 +163,23 @@ func (m *RewardModel) promptKV(cache *torch.Scope, prompts [][]int64) (pc *promp
 	var layers []kv
 	tb := m.tables(s, b, false, nil, nil)
 	tb.keep = &layers
-	m.decode(s, tb, false)
+	h, _ := m.decode(s, tb, false)
 	pc = &promptCache{layers: layers, mask: tb.mask, P: int64(b.T)}
-	for _, p := range prompts {
+	at := make([]int64, len(prompts)) // each prompt's last token in h viewed as [Bp*P, D]
+	for r, p := range prompts {
 		pc.lens = append(pc.lens, int64(len(p)))
+		at[r] = int64(r*b.T + len(p) - 1)
 	}
 	for _, l := range layers {
 		keep = append(keep, l.k, l.v)
 	}
 	keep = append(keep, tb.mask)
+	if last {
+		flat := s.T(h.Reshape([]int64{int64(b.B * b.T), int64(m.Config.HiddenSize)}, false))
+		idx := s.T(onDevice(int64Bytes(at), []int64{int64(len(at))}, gotch.Int64, m.device))
+		pc.last = s.T(flat.IndexSelect(0, idx, false))
+		keep = append(keep, pc.last)
+	}
 	return pc, nil
 }
 

@@ -95,3 +95,39 @@ func eachPresetAttention(t *testing.T, seed uint64, f func(t *testing.T, m *Rewa
 		}
 	}
 }
+
+// TestResponseLogLikPromptedMatchesFull: the policy's log-likelihoods
+// with each prompt cached (prompts two at a time, responses three to a
+// batch, one-token responses included) equal the joined sequences' to
+// 1e-5 on every preset and attention.
+func TestResponseLogLikPromptedMatchesFull(t *testing.T) {
+	eachPresetAttention(t, 37, func(t *testing.T, m *RewardModel) {
+		lm := TiedCausalLM(m)
+		rng := rand.New(rand.NewPCG(10, 11))
+		pool := randomSeqs(rng, 5, 1, 14, m.Config.VocabSize)
+		var prompts, responses [][]int64
+		for range 30 {
+			prompts = append(prompts, pool[rng.IntN(len(pool))])
+			responses = append(responses, randomSeqs(rng, 1, 1, 12, m.Config.VocabSize)[0])
+		}
+		got, err := lm.ResponseLogLikPrompted(prompts, responses, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := lm.ResponseLogLik(prompts, responses, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if want[i] >= 0 {
+				t.Fatalf("item %d: log-likelihood %v is not negative", i, want[i])
+			}
+			if d := math.Abs(got[i] - want[i]); d > 1e-5*max(1, math.Abs(want[i])) {
+				t.Errorf("item %d (prompt of %d, response of %d): cached %v, full %v", i, len(prompts[i]), len(responses[i]), got[i], want[i])
+			}
+		}
+		if _, err := lm.ResponseLogLikPrompted([][]int64{{}}, [][]int64{{3}}, 2); err == nil {
+			t.Error("an empty prompt gave a log-likelihood")
+		}
+	})
+}

@@ -99,7 +99,7 @@ func (r *run) estimate(pairs []data.Pair, seed uint64) ([]decomposition.PairEsti
 	d := r.cfg.Decomposition
 	var ll decomposition.LogLikFunc
 	if r.policy != nil {
-		policy := analysis.PolicyLogLik(r.policy, d.BatchSize)
+		policy := analysis.PolicyLogLik(r.policy, d.BatchSize, d.CachePrompts)
 		ll = func(ps, rs [][]int64) ([]float64, error) {
 			return r.sharded(len(ps), func(lo, hi int) ([]float64, error) { return policy(ps[lo:hi], rs[lo:hi]) })
 		}
@@ -111,7 +111,7 @@ func (r *run) estimate(pairs []data.Pair, seed uint64) ([]decomposition.PairEsti
 		return r.sharded(len(ps), func(lo, hi int) ([]float64, error) { return score(ps[lo:hi], rs[lo:hi]) })
 	}
 	return analysis.EstimatePairs(pairs, r.prompts, decomposition.Options{
-		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau,
+		Samples: d.Samples, IncludeOwn: d.IncludeOwnPrompt, Tol: d.Tol, Seed: seed, PolicyTau: d.PolicyTau, Share: d.SharePrompts,
 	}, sharded, ll)
 }
 

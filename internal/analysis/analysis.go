@@ -38,10 +38,14 @@ func ModelPrefixScorer(m *models.RewardModel, batchSize int, cache bool) decompo
 }
 
 // PolicyLogLik is the likelihood function of the policy weights, or nil
-// (uniform weights) without a policy.
-func PolicyLogLik(policy *models.CausalLM, batchSize int) decomposition.LogLikFunc {
+// (uniform weights) without a policy. With cache each distinct prompt is
+// run once, as ModelPrefixScorer does for the rewards.
+func PolicyLogLik(policy *models.CausalLM, batchSize int, cache bool) decomposition.LogLikFunc {
 	if policy == nil {
 		return nil
+	}
+	if cache {
+		return func(ps, rs [][]int64) ([]float64, error) { return policy.ResponseLogLikPrompted(ps, rs, batchSize) }
 	}
 	return func(ps, rs [][]int64) ([]float64, error) { return policy.ResponseLogLik(ps, rs, batchSize) }
 }

@@ -23,7 +23,7 @@ type decomposeOptions struct {
 	model, tokenizer, data, prompts, out, tag string
 	policy                                    string
 	tau                                       float64
-	samples, batch                            int
+	samples, batch, share                     int
 	cachePrompts                              bool
 	includeOwn                                bool
 	seed                                      uint64
@@ -59,6 +59,7 @@ Writes decomposition.csv, summary.json and quadrants.png to --out.`,
 	cmd.Flags().BoolVar(&o.includeOwn, "include-own", true, "count the pair's own prompt among the samples")
 	cmd.Flags().IntVar(&o.batch, "batch-size", 256, "sequences per scoring pass")
 	cmd.Flags().BoolVar(&o.cachePrompts, "cache-prompts", true, "run each prompt once and score its responses after its cached keys and values (same rewards; false scores every sequence whole)")
+	cmd.Flags().IntVar(&o.share, "share-prompts", 0, "pairs (consecutive in the file) that share one draw of M prompts; 0 or 1: each pair draws its own")
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the prompt draws")
 	cmd.Flags().StringVar(&o.out, "out", "", "output folder (default: ./decomposition)")
 	cmd.Flags().StringVar(&o.tag, "tag", "", "pair tag that colours the plot")
@@ -88,6 +89,9 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 	if o.samples < 1 {
 		return fmt.Errorf("--samples %d: want at least 1 prompt per pair", o.samples)
 	}
+	if o.share < 0 {
+		return fmt.Errorf("--share-prompts %d: want 0 (each pair draws its own prompts) or more", o.share)
+	}
 	m, err := o.place.load(g, o.model)
 	if err != nil {
 		return err
@@ -104,8 +108,8 @@ func runDecompose(g *globals, o decomposeOptions, stdout io.Writer) error {
 		}
 		defer policy.Drop()
 	}
-	opt := decomposition.Options{Samples: o.samples, IncludeOwn: o.includeOwn, Tol: 1e-6, Seed: o.seed, PolicyTau: o.tau}
-	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelPrefixScorer(m, o.batch, o.cachePrompts), analysis.PolicyLogLik(policy, o.batch))
+	opt := decomposition.Options{Samples: o.samples, IncludeOwn: o.includeOwn, Tol: 1e-6, Seed: o.seed, PolicyTau: o.tau, Share: o.share}
+	ests, st, err := analysis.EstimatePairs(pairs, pool, opt, analysis.ModelPrefixScorer(m, o.batch, o.cachePrompts), analysis.PolicyLogLik(policy, o.batch, o.cachePrompts))
 	if err != nil {
 		return err
 	}
