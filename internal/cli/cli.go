@@ -79,7 +79,7 @@ small prompt-free gap.`,
 	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&g.allowPickle, "allow-pickle", false, "read PyTorch pickle weights (pytorch_model.bin) with the restricted reader, which accepts tensors only and never runs code; default: safetensors only")
-	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g), newLaunchCmd(g))
+	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g), newLaunchCmd(g), newServeCmd(g))
 	return root
 }
 
