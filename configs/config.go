@@ -73,6 +73,8 @@ type Run struct {
 	Device   string `mapstructure:"device" yaml:"device"`
 	Threads  int    `mapstructure:"threads" yaml:"threads"`
 	LogEvery int    `mapstructure:"log_every" yaml:"log_every"`
+	// TensorBoard writes the metrics as TensorBoard event files too.
+	TensorBoard bool `mapstructure:"tensorboard" yaml:"tensorboard"`
 }
 
 // Model names the reward model to train.

@@ -8,6 +8,7 @@ import (
 
 	"prism/internal/analysis"
 	"prism/internal/fsutil"
+	"prism/internal/report"
 	"prism/internal/torch"
 	"prism/models"
 )
@@ -133,6 +134,7 @@ func (r *run) evaluate() (*analysis.Metrics, error) {
 	r.writeMetric(map[string]any{"kind": "eval", "step": r.state.Step, "eval_loss": ev.Loss, "eval_accuracy": ev.Accuracy,
 		"eval_margin": ev.Margin, "eval_reward_mean": ev.RewardMean, "eval_reward_std": ev.RewardStd, "eval_pairs": ev.Pairs})
 	r.log.Info("eval", "step", r.state.Step, "loss", round(ev.Loss), "accuracy", round(ev.Accuracy), "margin", round(ev.Margin))
+	r.drawCurves()
 	return ev, nil
 }
 
@@ -159,6 +161,9 @@ func (r *run) finish(interrupted bool) (*Result, error) {
 		r.writeMetric(map[string]any{"kind": "test", "step": r.state.Step, "test_accuracy": res.Test.Accuracy,
 			"test_loss": res.Test.Loss, "test_pairs": res.Test.Pairs})
 		r.log.Info("test split", "accuracy", round(res.Test.Accuracy), "pairs", res.Test.Pairs)
+	}
+	if len(r.eval) == 0 {
+		r.drawCurves() // evaluate drew them otherwise
 	}
 	if err := r.finalAnalysis(res); err != nil {
 		return nil, err
@@ -194,4 +199,19 @@ func (r *run) saveModel(res *Result) error {
 	}
 	r.log.Info("saved model", "dir", res.ModelDir)
 	return nil
+}
+
+// drawCurves redraws RUN_DIR/curves.png from the run folder (lead rank).
+// A figure that cannot be drawn is a warning: the run goes on.
+func (r *run) drawCurves() {
+	if !r.lead() {
+		return
+	}
+	c, err := report.ReadCurves(r.cfg.Run.Dir)
+	if err == nil {
+		err = report.WriteCurves(filepath.Join(r.cfg.Run.Dir, "curves.png"), []*report.Curves{c})
+	}
+	if err != nil {
+		r.log.Warn("curves.png not drawn", "error", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"prism/data"
 	"prism/decomposition"
 	"prism/internal/fsutil"
+	"prism/internal/tensorboard"
 	"prism/internal/torch"
 	"prism/models"
 	"prism/trainer/checkpoint"
@@ -63,6 +64,9 @@ type runFolder struct {
 	// metricsErr is the first failure to write a metrics row; it stops
 	// the run (rows are never dropped in silence).
 	metricsErr error
+	// tb writes the metrics as TensorBoard scalars (run.tensorboard);
+	// after a failure it is dropped with a warning.
+	tb *tensorboard.Writer
 	// unlock releases the run folder's lock, last.
 	unlock func()
 	// fresh are the run files this start made in a folder that was
@@ -144,7 +148,53 @@ func (r *run) openMetrics() error {
 		return err
 	}
 	r.out.metrics = mf
+	if !r.cfg.Run.TensorBoard {
+		return nil
+	}
+	dir := filepath.Join(r.cfg.Run.Dir, "tensorboard")
+	_, statErr := os.Lstat(dir)
+	tb, err := tensorboard.Create(dir, time.Now())
+	if err != nil {
+		return fmt.Errorf("run.tensorboard: %w", err)
+	}
+	r.out.tb = tb
+	// A start that fails before its first checkpoint takes them away.
+	r.out.fresh = append(r.out.fresh, tb.Path())
+	if errors.Is(statErr, fs.ErrNotExist) {
+		r.out.fresh = append(r.out.fresh, dir)
+	}
 	return nil
+}
+
+// writeScalars writes a metrics row's numbers as TensorBoard scalars
+// tagged kind/key, at the row's step (rows without one are skipped).
+func (r *run) writeScalars(m map[string]any) {
+	step, ok := m["step"].(int)
+	if r.out.tb == nil || !ok {
+		return
+	}
+	kind, _ := m["kind"].(string)
+	values := map[string]float64{}
+	for k, v := range m {
+		if k == "step" || k == "kind" {
+			continue
+		}
+		switch x := v.(type) {
+		case float64:
+			values[kind+"/"+k] = x
+		case float32:
+			values[kind+"/"+k] = float64(x)
+		case int:
+			values[kind+"/"+k] = float64(x)
+		case int64:
+			values[kind+"/"+k] = float64(x)
+		}
+	}
+	if err := r.out.tb.Scalars(int64(step), time.Now(), values); err != nil {
+		r.log.Warn("TensorBoard events: writing stopped (metrics.jsonl goes on)", "error", err)
+		r.out.tb.Close()
+		r.out.tb = nil
+	}
 }
 
 func (r *run) close() {
@@ -159,6 +209,9 @@ func (r *run) close() {
 	}
 	if r.out.metrics != nil {
 		r.out.metrics.Close()
+	}
+	if r.out.tb != nil {
+		r.out.tb.Close()
 	}
 	for _, c := range r.out.closers {
 		c.Close()
@@ -182,7 +235,9 @@ func (r *run) writeMetric(m map[string]any) {
 	if err != nil {
 		r.out.metricsErr = fmt.Errorf("metrics.jsonl: a %v row could not be written: %w", m["kind"], err)
 		r.log.Error("writing metrics", "error", r.out.metricsErr)
+		return
 	}
+	r.writeScalars(m)
 }
 
 // finiteOrNull replaces NaN and infinite numbers (the loss of a skipped

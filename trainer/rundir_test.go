@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -257,7 +258,7 @@ func TestFailedStartInExistingFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, err := configs.Load("", []string{"run.dir=" + runDir, "data.train=" + filepath.Join(t.TempDir(), "missing.jsonl"),
-		"train.steps=2", "eval.every=0", "checkpoint.every=0"}, nil)
+		"train.steps=2", "eval.every=0", "checkpoint.every=0", "run.tensorboard=true"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,5 +268,47 @@ func TestFailedStartInExistingFolder(t *testing.T) {
 	ents, err := os.ReadDir(runDir)
 	if err != nil || len(ents) != 1 || ents[0].Name() != "notes.txt" {
 		t.Errorf("after a failed start the folder holds %v (%v), want only notes.txt", ents, err)
+	}
+}
+
+// TestCurvesAndTensorBoard: a run draws curves.png and, with
+// run.tensorboard, writes an event file holding a scalar per metrics
+// number (its tag kind/key); a resumed start writes a second file.
+func TestCurvesAndTensorBoard(t *testing.T) {
+	runDir := filepath.Join(t.TempDir(), "run")
+	sets := []string{"run.dir=" + runDir, "model.preset=tiny-llama", "data.train=toy:length_bias", "data.synthetic_pairs=64",
+		"train.batch_size=8", "train.steps=6", "eval.every=3", "checkpoint.every=3", "run.tensorboard=true"}
+	cfg, err := configs.Load("", sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(runDir, "curves.png")); err != nil || fi.Size() < 1000 {
+		t.Errorf("curves.png: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(runDir, "tensorboard", "events.out.tfevents.*"))
+	if len(files) != 1 {
+		t.Fatalf("event files %v, want 1", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"brain.Event:2", "train/loss", "train/grad_norm", "eval/eval_accuracy"} {
+		if !bytes.Contains(b, []byte(tag)) {
+			t.Errorf("the event file has no %q", tag)
+		}
+	}
+	cfg, err = configs.Load("", sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{Progress: io.Discard, Resume: "auto"}); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ = filepath.Glob(filepath.Join(runDir, "tensorboard", "events.out.tfevents.*")); len(files) != 2 {
+		t.Errorf("after a resume, event files %v, want 2", files)
 	}
 }

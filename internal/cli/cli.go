@@ -64,7 +64,7 @@ small prompt-free gap.`,
 				return err
 			}
 			switch cmd.Name() {
-			case "version", "tokenize", "chat-template", "help":
+			case "version", "tokenize", "chat-template", "plot", "help":
 				// version says it in its own words; the others run no tensors.
 			default:
 				if info := torch.Inspect(); info.SlowBLAS || info.BLASThreadClash {
@@ -79,7 +79,7 @@ small prompt-free gap.`,
 	root.PersistentFlags().IntVar(&g.threads, "threads", 0, "libtorch intra-op threads (0: all cores, or PRISM_THREADS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&g.allowPickle, "allow-pickle", false, "read PyTorch pickle weights (pytorch_model.bin) with the restricted reader, which accepts tensors only and never runs code; default: safetensors only")
-	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g), newLaunchCmd(g), newServeCmd(g))
+	root.AddCommand(newVersionCmd(g), newTrainCmd(g), newScoreCmd(g), newCompareCmd(g), newDecomposeCmd(g), newTokenizeCmd(), newChatTemplateCmd(), newEvalCmd(g), newLaunchCmd(g), newServeCmd(g), newPlotCmd())
 	return root
 }
 

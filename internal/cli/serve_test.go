@@ -274,3 +274,30 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests answered, %d not accepted", answered.Load(), refused.Load())
 }
+
+// TestPlotCommand overlays two runs (same names, told apart by path),
+// and refuses a folder that is not a run and an output that is a folder.
+func TestPlotCommand(t *testing.T) {
+	root := t.TempDir()
+	for _, seed := range []string{"seed-1", "seed-2"} {
+		d := filepath.Join(root, seed, "vanilla")
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "metrics.jsonl"), []byte(`{"kind":"train","step":1,"loss":0.7,"accuracy":0.5,"lr":0.001,"grad_norm":1}
+{"kind":"train","step":2,"loss":0.6,"accuracy":0.6,"lr":0.001,"grad_norm":1}
+`), 0o644)
+	}
+	out := filepath.Join(root, "both.png")
+	stdout, _, err := run(t, "plot", filepath.Join(root, "seed-1", "vanilla"), filepath.Join(root, "seed-2", "vanilla"), "--out", out)
+	if err != nil || !strings.Contains(stdout, "2 runs") {
+		t.Fatalf("%v %s", err, stdout)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() < 1000 {
+		t.Errorf("plot: %v", err)
+	}
+	if _, _, err := run(t, "plot", root, "--out", out); err == nil || !strings.Contains(err.Error(), "not a run folder") {
+		t.Errorf("a folder that is not a run: %v", err)
+	}
+	if _, _, err := run(t, "plot", filepath.Join(root, "seed-1", "vanilla"), "--out", root); err == nil {
+		t.Error("--out naming a folder was accepted")
+	}
+}

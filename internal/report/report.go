@@ -1,6 +1,7 @@
 // Package report draws prism's figures: scatter plots of the prompt-related
 // against the prompt-free part of reward gaps, coloured by a pair tag, in
-// the style of the paper's quadrant figures.
+// the style of the paper's quadrant figures, and training curves of one
+// run or several overlaid.
 package report
 
 import (
@@ -99,11 +100,22 @@ func Quadrants(path string, panels []Panel) error {
 	for i := range rows {
 		rows[i][0].Draw(canvases[i][0])
 	}
+	return writePNG(path, img)
+}
+
+// writePNG writes img to path atomically (a temporary file renamed into
+// place, the folder synced).
+func writePNG(path string, img *vgimg.Canvas) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".plot-*.png")
 	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return err
 	}
 	png := vgimg.PngCanvas{Canvas: img}

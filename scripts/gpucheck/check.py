@@ -45,7 +45,7 @@ try:
 except ImportError:
     transformers = None
 
-PARTS = ["peak", "parity", "saved", "train", "lora8b", "decomp"]
+PARTS = ["peak", "parity", "saved", "train", "lora8b", "decomp", "tensorboard"]
 
 
 def llama3_8b():
@@ -401,6 +401,29 @@ def part_decomp(a, res):
     run(cmd, cwd=ROOT)
     with open(outp) as f:
         return json.load(f)
+
+
+def part_tensorboard(a, res):
+    """A toy run with run.tensorboard: TensorBoard's own reader loads its
+    event file, and every training loss equals metrics.jsonl's (as float32)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError as e:
+        return {"skipped": f"tensorboard is not installed here ({e})"}
+    run_dir = os.path.join(a.work, "tensorboard", "run")
+    run([a.prism, "train", "--set", f"run.dir={run_dir}", "--set", f"run.device={a.device}", "--set", "model.preset=tiny-llama",
+         "--set", "data.train=toy:length_bias", "--set", "data.synthetic_pairs=128", "--set", "train.steps=12",
+         "--set", "train.batch_size=8", "--set", "eval.every=4", "--set", "run.tensorboard=true"])
+    acc = EventAccumulator(os.path.join(run_dir, "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    got = {e.step: e.value for e in acc.Scalars("train/loss")}
+    want = {r["step"]: r["loss"] for r in train_rows(os.path.join(run_dir, "metrics.jsonl")) if r.get("loss") is not None}
+    worst = max(abs(got[k] - want[k]) for k in want) if want and set(got) == set(want) else float("inf")
+    out = {"tags": sorted(tags), "train_loss_steps": len(got), "max_difference": worst,
+           "pass": worst <= 1e-6 * max(1.0, max(abs(v) for v in want.values())) and "eval/eval_accuracy" in tags}
+    log(f"tensorboard: {json.dumps(out)}")
+    return out
 
 
 def log(msg):
