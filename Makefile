@@ -13,7 +13,7 @@ SHELL    := /bin/bash
 PYTORCH_CUDA_IMAGE := pytorch/pytorch:2.6.0-cuda12.4-cudnn9
 GO_VERSION         := 1.26.8
 
-.PHONY: all setup deps build test test-debian13 check-cuda-build gpu-check fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
+.PHONY: all setup deps build test test-debian13 check-cuda-build gpu-check fixtures demo clean vendor docker-cuda bench bench-smoke bench-train bench-decomp bench-serve bench-tokenizer bench-memory bench-dist bench-libtorch bench-report fuzz fuzz-smoke
 
 all: build
 
@@ -101,15 +101,19 @@ fuzz-smoke:
 # losses; bench-decomp measures the Δr2 recompute; bench-tokenizer times
 # `prism tokenize` against Hugging Face tokenizers (Rust, via npm) and
 # checks the ids agree; bench-memory follows RSS over a long run.
+# bench-serve loads prism serve on loopback with batching on and off.
 # bench-smoke (in CI) runs a tiny pass of the harness and writes nothing.
-bench: bench-train bench-decomp bench-tokenizer bench-memory bench-dist bench-libtorch bench-report
+bench: bench-train bench-decomp bench-serve bench-tokenizer bench-memory bench-dist bench-libtorch bench-report
 
 bench-train: setup
 	./scripts/bench-deps.sh
 	$(GO) run ./bench/train -out bench/results/train.json
 
 bench-decomp: setup
-	$(GO) run ./bench/decomp -long-pairs 100 -out bench/results/decomposition.json
+	$(GO) run ./bench/decomp -long-pairs 1000 -out bench/results/decomposition.json
+
+bench-serve: build
+	$(GO) run ./bench/serve -prism bin/prism -out bench/results/serve.json
 
 bench-tokenizer: build
 	./scripts/bench-deps.sh --with-npm
@@ -138,6 +142,7 @@ bench-smoke: setup
 	$(GO) run ./bench/decomp -smoke -pairs 64
 	$(GO) build -o bin/prism ./cmd/prism
 	$(GO) run ./bench/dist -smoke -prism bin/prism
+	$(GO) run ./bench/serve -smoke -prism bin/prism
 
 docker-cuda:
 	docker build -f Dockerfile.cuda \

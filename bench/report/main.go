@@ -66,22 +66,62 @@ func run() error {
 		return err
 	}
 	type side struct {
-		PairsPerS float64 `json:"pairs_per_s"`
+		PairsPerS     float64 `json:"pairs_per_s"`
+		TokensPerPair float64 `json:"tokens_computed_per_pair"`
+		Tokens, Pairs int
+		SharePrompts  int `json:"share_prompts"`
 	}
 	type cmp struct {
 		Whole   side    `json:"whole"`
 		Cache   side    `json:"prompt_cache"`
+		Shared  *side   `json:"shared_prompts"`
 		Speedup float64 `json:"speedup"`
+		Shared2 float64 `json:"shared_speedup"`
 		Diff    float64 `json:"max_free_gap_difference"`
+	}
+	type shape struct {
+		Pairs    int  `json:"pairs"`
+		Pool     int  `json:"pool_prompts"`
+		Prompt   int  `json:"prompt_tokens"`
+		Response int  `json:"response_tokens"`
+		Policy   bool `json:"policy"`
+	}
+	type toyRun struct {
+		Share float64  `json:"share"`
+		Max   float64  `json:"target_share_max"`
+		Met   bool     `json:"target_met"`
+		Test  float64  `json:"test_accuracy"`
+		Sets  []string `json:"sets"`
 	}
 	var dec struct {
 		Throughput map[string]cmp             `json:"throughput"`
 		Long       map[string]json.RawMessage `json:"long_prompts"`
+		Pooled     map[string]json.RawMessage `json:"pooled"`
+		Policy     map[string]json.RawMessage `json:"policy"`
 		Toy        struct {
-			Share float64 `json:"share"`
-			Max   float64 `json:"target_share_max"`
-			Met   bool    `json:"target_met"`
+			toyRun
+			Alt     *toyRun `json:"alternative"`
+			Shared  *toyRun `json:"shared_prompts"`
+			Overlap *struct {
+				Other  float64 `json:"kept_other_seed"`
+				Shared float64 `json:"kept_shared"`
+				Share  int     `json:"share_prompts"`
+			} `json:"selection_overlap"`
 		} `json:"toy_run"`
+	}
+	shapeRow := func(raw map[string]json.RawMessage) (cmp, shape, bool, error) {
+		var c cmp
+		var sh shape
+		if raw["M=8"] == nil {
+			return c, sh, false, nil
+		}
+		if err := json.Unmarshal(raw["M=8"], &c); err != nil {
+			return c, sh, false, err
+		}
+		if err := json.Unmarshal(raw["shape"], &sh); err != nil {
+			return c, sh, false, err
+		}
+		return c, sh, true, nil
 	}
 	if ok, err := read(filepath.Join(*dir, "decomposition.json"), &dec); err != nil {
 		return err
@@ -90,23 +130,76 @@ func run() error {
 			c := dec.Throughput[k]
 			fmt.Fprintf(&b, "| Δr2 recompute, toy pairs, %s (Δr2 agrees to %.0e) | %.0f pairs/s (prompt cache) | %.0f pairs/s (each sequence whole) | %.2fx | | |\n", k, c.Diff, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Speedup)
 		}
-		if raw, ok := dec.Long["M=8"]; ok {
-			var c cmp
-			var shape struct {
-				Pairs    int `json:"pairs"`
-				Prompt   int `json:"prompt_tokens"`
-				Response int `json:"response_tokens"`
+		if c, sh, ok, err := shapeRow(dec.Long); err != nil {
+			return err
+		} else if ok {
+			fmt.Fprintf(&b, "| Δr2 recompute, long prompts (%d pairs, %d-token prompts, %d-token responses, M=8; Δr2 agrees to %.0e; tokens through the model per pair %.0f vs %.0f) | %.2f pairs/s (prompt cache) | %.2f pairs/s (each sequence whole) | %.2fx | ≥ 2.5x | %s |\n",
+				sh.Pairs, sh.Prompt, sh.Response, c.Diff, c.Cache.TokensPerPair, c.Whole.TokensPerPair, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Speedup, yes(c.Speedup >= 2.5))
+			if c.Shared != nil {
+				fmt.Fprintf(&b, "| the same with groups of %d pairs sharing their prompt draws (the pool is the pairs' own prompts, so no fewer prompts run) | %.2f pairs/s | %.2f pairs/s (each sequence whole) | %.2fx | | |\n",
+					c.Shared.SharePrompts, c.Shared.PairsPerS, c.Whole.PairsPerS, c.Shared2)
 			}
-			if err := json.Unmarshal(raw, &c); err != nil {
-				return err
-			}
-			if err := json.Unmarshal(dec.Long["shape"], &shape); err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, "| Δr2 recompute, long prompts (%d pairs, %d-token prompts, %d-token responses, M=8; Δr2 agrees to %.0e) | %.2f pairs/s (prompt cache) | %.2f pairs/s (each sequence whole) | %.2fx | ≥ 2.5x | %s |\n",
-				shape.Pairs, shape.Prompt, shape.Response, c.Diff, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Speedup, yes(c.Speedup >= 2.5))
 		}
-		fmt.Fprintf(&b, "| Δr2 recompute, share of the length-bias toy run | %.0f%% | | | ≤ %.0f%% | %s |\n", 100*dec.Toy.Share, 100*dec.Toy.Max, yes(dec.Toy.Met))
+		if c, sh, ok, err := shapeRow(dec.Pooled); err != nil {
+			return err
+		} else if ok && c.Shared != nil {
+			fmt.Fprintf(&b, "| Δr2 recompute, %d candidate pairs drawing from %d prompts (%d-token prompts, M=8): shared draws in groups of %d, tokens through the model per pair %.0f vs %.0f | %.2f pairs/s (shared, cached) | %.2f pairs/s (per-pair draws, cached); %.2f (whole) | %.2fx; %.2fx | | |\n",
+				sh.Pairs, sh.Pool, sh.Prompt, c.Shared.SharePrompts, c.Shared.TokensPerPair, c.Cache.TokensPerPair, c.Shared.PairsPerS, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Shared.PairsPerS/c.Cache.PairsPerS, c.Shared2)
+		}
+		if c, sh, ok, err := shapeRow(dec.Policy); err != nil {
+			return err
+		} else if ok {
+			fmt.Fprintf(&b, "| Δr2 recompute with policy weights (%d pairs, %d-token prompts, M=8; the policy's pass cached too; Δr2 and ESS agree to %.0e) | %.2f pairs/s (prompt cache) | %.2f pairs/s (each sequence whole) | %.2fx | | |\n",
+				sh.Pairs, sh.Prompt, c.Diff, c.Cache.PairsPerS, c.Whole.PairsPerS, c.Speedup)
+		}
+		t := dec.Toy
+		fmt.Fprintf(&b, "| Δr2 recompute, share of the length-bias toy run as shipped (test accuracy %.3f) | %.0f%% | | | ≤ %.0f%% | %s |\n", t.Test, 100*t.Share, 100*t.Max, yes(t.Met))
+		for _, alt := range []*toyRun{t.Shared, t.Alt} {
+			if alt != nil {
+				fmt.Fprintf(&b, "| the toy run with %s (test accuracy %.3f) | %.0f%% | | | none (changes the selection) | |\n", strings.Join(alt.Sets, ", "), alt.Test, 100*alt.Share)
+			}
+		}
+		if o := t.Overlap; o != nil {
+			fmt.Fprintf(&b, "| selection on the trained toy model: share of the lowest-Δr2 half kept with groups of %d sharing draws; kept under another seed of per-pair draws | %.1f%% | %.1f%% (another seed) | | | |\n",
+				o.Share, 100*o.Shared, 100*o.Other)
+		}
+	}
+	var srv struct {
+		Clients int `json:"clients"`
+		Results struct {
+			Speedup float64 `json:"speedup"`
+			Offered int     `json:"offered_rows_per_s"`
+		} `json:"results"`
+	}
+	var srvRaw struct {
+		Results map[string]json.RawMessage `json:"results"`
+	}
+	if ok, err := read(filepath.Join(*dir, "serve.json"), &srv); err != nil {
+		return err
+	} else if ok {
+		if _, err := read(filepath.Join(*dir, "serve.json"), &srvRaw); err != nil {
+			return err
+		}
+		type meas struct {
+			RowsPerS float64 `json:"rows_per_s"`
+			P50      float64 `json:"p50_ms"`
+			P99      float64 `json:"p99_ms"`
+			Success  float64 `json:"success"`
+		}
+		var on, off struct {
+			Throughput meas `json:"throughput"`
+			Fixed      meas `json:"fixed_load"`
+		}
+		if err := json.Unmarshal(srvRaw.Results["batched"], &on); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(srvRaw.Results["unbatched"], &off); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "| prism serve, %d clients on loopback, one row each (32–256 tokens), small model | %.1f rows/s (batching) | %.1f rows/s (one row per pass) | %.2fx | | |\n",
+			srv.Clients, on.Throughput.RowsPerS, off.Throughput.RowsPerS, srv.Results.Speedup)
+		fmt.Fprintf(&b, "| prism serve at %d rows/s offered: p50 / p99 latency (success %.3f / %.3f) | %.0f / %.0f ms (batching) | %.0f / %.0f ms (one row per pass) | | | |\n",
+			srv.Results.Offered, on.Fixed.Success, off.Fixed.Success, on.Fixed.P50, on.Fixed.P99, off.Fixed.P50, off.Fixed.P99)
 	}
 	var growth struct {
 		Growth []map[string]json.RawMessage `json:"growth"`

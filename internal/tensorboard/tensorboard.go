@@ -9,7 +9,9 @@ package tensorboard
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"hash/crc32"
 	"math"
 	"os"
@@ -53,7 +55,7 @@ type Writer struct {
 }
 
 // Create starts a new event file in dir, named as TensorBoard looks for
-// them (events.out.tfevents.<seconds>.<host>.<pid>.prism): a resumed run
+// them (events.out.tfevents.<seconds>.<host>.<pid>.<n>.prism): a resumed run
 // writes a new file, and TensorBoard drops the old file's points past the
 // step where the new one starts.
 func Create(dir string, now time.Time) (*Writer, error) {
@@ -64,10 +66,19 @@ func Create(dir string, now time.Time) (*Writer, error) {
 	if host == "" {
 		host = "localhost"
 	}
-	path := filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s.%d.prism", now.Unix(), host, os.Getpid()))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
+	var f *os.File
+	var path string
+	for k := 0; ; k++ {
+		// A start within the same second in the same process (a resume)
+		// gets the next free suffix.
+		path = filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s.%d.%d.prism", now.Unix(), host, os.Getpid(), k))
+		var err error
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || k >= 1000 {
+			return nil, err
+		}
 	}
 	w := &Writer{f: f, w: bufio.NewWriter(f), path: path}
 	ev := protowire.AppendTag(nil, eventWallTime, protowire.Fixed64Type)
