@@ -136,6 +136,7 @@ type Train struct {
 	MaxBadSteps        int       `mapstructure:"max_bad_steps" yaml:"max_bad_steps"`
 	UseMargin          bool      `mapstructure:"use_margin" yaml:"use_margin"`
 	CenterRewardsCoef  float64   `mapstructure:"center_rewards_coef" yaml:"center_rewards_coef"`
+	PromptSwapTies     float64   `mapstructure:"prompt_swap_ties" yaml:"prompt_swap_ties"`
 	Trainable          Trainable `mapstructure:"trainable" yaml:"trainable"`
 	TrainableTopLayers int       `mapstructure:"trainable_top_layers" yaml:"trainable_top_layers"`
 	// GradientCheckpointing recomputes each decoder block in the backward
@@ -159,6 +160,10 @@ type Checkpoint struct {
 	Every int `mapstructure:"every" yaml:"every"`
 	Keep  int `mapstructure:"keep" yaml:"keep"`
 }
+
+// ToyPolicy as decomposition.policy_model names the toy tasks' built-in
+// policy (data.ToyPolicy) instead of a causal LM folder.
+const ToyPolicy = "toy"
 
 // ErrInvalid marks configuration errors.
 var ErrInvalid = errors.New("invalid configuration")

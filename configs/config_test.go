@@ -78,6 +78,8 @@ func TestBadConfigs(t *testing.T) {
 		{name: "bad schedule", file: "train:\n  schedule: exp\n", want: []string{"train.schedule", "cosine, linear, constant"}},
 		{name: "preset and path", file: "model:\n  path: /x\n", want: []string{"model.path", "not both"}},
 		{name: "set unknown", sets: []string{"train.lr=1"}, want: []string{"--set train.lr", "unknown key"}},
+		{name: "swap fraction", file: "train:\n  prompt_swap_ties: 1.5\n", want: []string{"exp.yaml:2", "train.prompt_swap_ties"}},
+		{name: "swap with decomposition", file: "train:\n  prompt_swap_ties: 0.5\ndecomposition:\n  enabled: true\n", want: []string{"train.prompt_swap_ties", "alternative to decomposition.enabled"}},
 		{name: "set malformed", sets: []string{"train.steps"}, want: []string{"key=value"}},
 		{name: "env wrong type", env: []string{"PRISM_TRAIN_STEPS=many"}, want: []string{"environment PRISM_TRAIN_STEPS (train.steps)"}},
 		// A value from --set or the environment is named as such, not as

@@ -136,6 +136,10 @@ func (c *Config) Validate() error {
 	finite("train.max_grad_norm", t.MaxGradNorm, 0, math.MaxFloat64, false, false)
 	nonNegative("train.max_bad_steps", t.MaxBadSteps)
 	finite("train.center_rewards_coef", t.CenterRewardsCoef, 0, math.MaxFloat64, false, false)
+	finite("train.prompt_swap_ties", t.PromptSwapTies, 0, 1, false, false)
+	if t.PromptSwapTies > 0 && c.Decomposition.Enabled {
+		bad("train.prompt_swap_ties", "is an alternative to decomposition.enabled (tie pairs have no reward gap to decompose): use one or the other")
+	}
 	oneOf("train.trainable", string(t.Trainable), names(TrainableAll, TrainableHead, TrainableTopLayers)...)
 	nonNegative("train.trainable_top_layers", t.TrainableTopLayers)
 	if t.Trainable == TrainableTopLayers && t.TrainableTopLayers < 1 {
@@ -159,6 +163,9 @@ func (c *Config) Validate() error {
 	oneOf("decomposition.weights", string(d.Weights), names(WeightsUniform, WeightsPolicy)...)
 	if d.Weights == WeightsPolicy && strings.TrimSpace(d.PolicyModel) == "" {
 		bad("decomposition.policy_model", "must name a causal LM folder when decomposition.weights is policy")
+	}
+	if d.Weights == WeightsPolicy && d.PolicyModel == ToyPolicy && !strings.HasPrefix(c.Data.Train, "toy:") {
+		bad("decomposition.policy_model", "%s is the toy tasks' built-in policy: data.train must be a toy: task", ToyPolicy)
 	}
 	finite("decomposition.policy_temperature", d.PolicyTau, 0, math.MaxFloat64, false, false)
 	oneOf("decomposition.strategy", string(d.Strategy), names(StrategyLowestFraction, StrategyThreshold, StrategySoftmax)...)

@@ -197,9 +197,42 @@ func TestToyTasks(t *testing.T) {
 			t.Fatalf("test pair %d: the style token is not on the rejected side only", p.ID)
 		}
 	}
+	// prompt_decides: mirrored couples, so every response is chosen as
+	// often as it is rejected and a prompt-blind model is at chance.
+	pd, pdTest, err := Toy("prompt_decides", 1000, 128, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pd) != 1000 || len(pdTest) != 250 {
+		t.Fatalf("%d training and %d test pairs", len(pd), len(pdTest))
+	}
+	for _, ps := range [][]Pair{pd, pdTest} {
+		for i := 0; i+1 < len(ps); i += 2 {
+			a, b := ps[i], ps[i+1]
+			if !slicesEqual(a.Chosen, b.Rejected) || !slicesEqual(a.Rejected, b.Chosen) || a.Prompt[1] == b.Prompt[1] {
+				t.Fatalf("pairs %d, %d: not one couple of responses under prompts of two topics", i, i+1)
+			}
+			if topic := a.Prompt[1] - 4; !containsTopic(a.Chosen, topic) {
+				t.Fatalf("pair %d: the chosen response is not on the prompt's topic", i)
+			}
+		}
+	}
+	if s := share(pd, "longer_chosen"); s < 0.35 || s > 0.65 {
+		t.Errorf("prompt_decides: the longer response is chosen in %.3f of pairs (want no shortcut)", s)
+	}
 	if _, _, err := Toy("nope", 10, 128, 1); err == nil {
 		t.Error("unknown toy accepted")
 	}
+}
+
+// containsTopic: some id is one of topic's content words.
+func containsTopic(ids []int64, topic int64) bool {
+	for _, id := range ids {
+		if id >= 10+8*topic && id < 18+8*topic {
+			return true
+		}
+	}
+	return false
 }
 
 func slicesEqual(a, b []int64) bool { return reflect.DeepEqual(a, b) }

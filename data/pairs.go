@@ -29,6 +29,9 @@ type Pair struct {
 	Rejected []int64
 	// Margin is the required reward gap when the trainer uses margins.
 	Margin float64
+	// Tie marks a pair without a preference (SwapTies): its loss pulls
+	// the two rewards together instead of apart.
+	Tie bool
 	// Tags label pairs for analysis (for example "longer_chosen").
 	Tags map[string]string
 }

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 )
@@ -22,7 +23,7 @@ const (
 )
 
 // ToyNames lists the toy tasks.
-var ToyNames = []string{"length_bias", "adversarial"}
+var ToyNames = []string{"length_bias", "adversarial", "prompt_decides"}
 
 // Toy generates a toy task's training and test pairs from a seed.
 func Toy(name string, n, vocab int, seed uint64) (train, test []Pair, err error) {
@@ -35,6 +36,8 @@ func Toy(name string, n, vocab int, seed uint64) (train, test []Pair, err error)
 		return g.lengthBias(n, 0.875), g.lengthBias(n/4, 0.125), nil
 	case "adversarial":
 		return g.adversarial(n), g.adversarialTest(n / 4), nil
+	case "prompt_decides":
+		return g.promptDecides(n), g.promptDecides(n / 4), nil
 	}
 	return nil, nil, fmt.Errorf("unknown toy task %q (have %s)", name, strings.Join(ToyNames, ", "))
 }
@@ -125,4 +128,83 @@ func (g *toyGen) adversarialTest(n int) []Pair {
 			Rejected: g.response(g.otherTopic(k), 6+g.rng.IntN(9), true), Tags: map[string]string{"adversarial": "false"}}
 	}
 	return pairs
+}
+
+// promptDecides: pairs come in mirrored couples, the same two responses
+// (on topics a and b, lengths drawn alike) under a prompt on a, where the
+// one on a wins, and under a prompt on b, where the other wins. Every
+// response is chosen exactly as often as it is rejected, so a model that
+// ignores the prompt is at chance: only reading the prompt helps. Tagged
+// with whether the chosen response is the longer (no shortcut: about half).
+func (g *toyGen) promptDecides(n int) []Pair {
+	var pairs []Pair
+	add := func(p Pair) {
+		p.ID = len(pairs)
+		p.Tags = map[string]string{"longer_chosen": fmt.Sprint(len(p.Chosen) > len(p.Rejected))}
+		pairs = append(pairs, p)
+	}
+	for len(pairs) < n {
+		a := g.rng.IntN(toyTopics)
+		b := g.otherTopic(a)
+		ya := g.onTopic(a, 6+g.rng.IntN(9))
+		yb := g.onTopic(b, 6+g.rng.IntN(9))
+		add(Pair{Prompt: g.prompt(a), Chosen: ya, Rejected: yb})
+		if len(pairs) < n {
+			add(Pair{Prompt: g.prompt(b), Chosen: yb, Rejected: ya})
+		}
+	}
+	return pairs
+}
+
+// onTopic is a response with at least one of topic's content words (a
+// response of filler alone says nothing about its topic).
+func (g *toyGen) onTopic(topic, length int) []int64 {
+	for {
+		y := g.response(topic, length, false)
+		for _, id := range y {
+			if id >= int64(10+8*topic) && id < int64(18+8*topic) {
+				return y
+			}
+		}
+	}
+}
+
+// ToyPolicy is the policy π(y | x) of the toy tasks' importance weights:
+// the generator's own distribution of a response's tokens given the
+// prompt's topic (a third content words of that topic, the rest filler,
+// EOS last), mixed with 10% of the uniform distribution over the
+// vocabulary so that a response on another topic, or with the style
+// token, keeps a finite likelihood. It returns each response's mean
+// log-probability per token, as a causal LM's length-normalised
+// log-likelihood; a prompt that is not a toy prompt is an error.
+func ToyPolicy(vocab int) func(prompts, responses [][]int64) ([]float64, error) {
+	const mix = 0.1
+	uniform := 1 / float64(vocab)
+	return func(prompts, responses [][]int64) ([]float64, error) {
+		out := make([]float64, len(prompts))
+		for i, x := range prompts {
+			if len(x) != 5 || x[0] != 1 || x[1] < 4 || x[1] >= 4+toyTopics {
+				return nil, fmt.Errorf("row %d: prompt %v is not a toy prompt (the toy policy only reads toy tasks)", i, x)
+			}
+			topic := x[1] - 4
+			y := responses[i]
+			var s float64
+			for t, id := range y {
+				var p float64
+				switch {
+				case t == len(y)-1:
+					if id == 2 {
+						p = 1
+					}
+				case id >= 10+8*topic && id < 18+8*topic:
+					p = 1.0 / 3 / 8
+				case id >= toyFiller0 && id < int64(vocab):
+					p = 2.0 / 3 / float64(vocab-toyFiller0)
+				}
+				s += math.Log((1-mix)*p + mix*uniform)
+			}
+			out[i] = s / float64(len(y))
+		}
+		return out, nil
+	}
 }

@@ -158,9 +158,12 @@ func (r *run) finish(interrupted bool) (*Result, error) {
 		if res.Test, err = analysis.Evaluate(r.scorer(2*r.cfg.Eval.BatchSize), r.test); err != nil {
 			return nil, err
 		}
+		if res.SwapSurvival, err = analysis.SwapSurvival(r.scorer(2*r.cfg.Eval.BatchSize), r.test, uint64(r.cfg.Run.Seed)); err != nil {
+			return nil, err
+		}
 		r.writeMetric(map[string]any{"kind": "test", "step": r.state.Step, "test_accuracy": res.Test.Accuracy,
-			"test_loss": res.Test.Loss, "test_pairs": res.Test.Pairs})
-		r.log.Info("test split", "accuracy", round(res.Test.Accuracy), "pairs", res.Test.Pairs)
+			"test_loss": res.Test.Loss, "test_pairs": res.Test.Pairs, "test_swap_survival": res.SwapSurvival})
+		r.log.Info("test split", "accuracy", round(res.Test.Accuracy), "pairs", res.Test.Pairs, "preference_kept_under_swapped_prompt", round(res.SwapSurvival))
 	}
 	if len(r.eval) == 0 {
 		r.drawCurves() // evaluate drew them otherwise

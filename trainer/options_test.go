@@ -168,6 +168,48 @@ func TestPolicyWeightedDecomposition(t *testing.T) {
 	}
 }
 
+// TestToyPolicyWeights: policy_model toy weights the prompts with the toy
+// generator's own likelihoods (non-uniform weights), and is refused for
+// data that is not a toy task.
+func TestToyPolicyWeights(t *testing.T) {
+	dir := t.TempDir()
+	sets := []string{"run.dir=" + filepath.Join(dir, "run"), "data.train=toy:prompt_decides",
+		"data.synthetic_pairs=120", "train.steps=6", "train.batch_size=8", "eval.every=0", "checkpoint.every=0",
+		"decomposition.enabled=true", "decomposition.warmup_steps=2", "decomposition.every_steps=3",
+		"decomposition.samples=3", "decomposition.weights=policy", "decomposition.policy_model=toy"}
+	cfg, err := configs.Load("", sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SwapSurvival < 0 || res.SwapSurvival > 1 || res.Test == nil {
+		t.Errorf("prompt-swap probe %v, test %+v", res.SwapSurvival, res.Test)
+	}
+	mb, _ := os.ReadFile(filepath.Join(cfg.Run.Dir, "metrics.jsonl"))
+	rows := 0
+	for _, l := range strings.Split(string(mb), "\n") {
+		var m struct {
+			Kind    string  `json:"kind"`
+			MeanESS float64 `json:"mean_ess"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Kind == "decomposition" {
+			rows++
+			if m.MeanESS >= 4-1e-9 || m.MeanESS < 1 {
+				t.Errorf("mean ESS %v: want non-uniform weights over 4 prompts", m.MeanESS)
+			}
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d decomposition rows, want 2", rows)
+	}
+	if _, err := configs.Load("", append(sets, "data.train=synthetic"), nil); err == nil || !strings.Contains(err.Error(), "toy tasks' built-in policy") {
+		t.Errorf("toy policy on synthetic data: %v", err)
+	}
+}
+
 // TestEveryNSteps: a hook scheduled every N steps runs after steps N, 2N,
 // ..., and never for N <= 0.
 func TestEveryNSteps(t *testing.T) {

@@ -97,7 +97,7 @@ func (r *run) finalAnalysis(res *Result) error {
 // with the scoring (and the policy's likelihoods) split across the ranks.
 func (r *run) estimate(pairs []data.Pair, seed uint64) ([]decomposition.PairEstimate, decomposition.Stats, error) {
 	d := r.cfg.Decomposition
-	var ll decomposition.LogLikFunc
+	ll := r.toyPolicy
 	if r.policy != nil {
 		policy := analysis.PolicyLogLik(r.policy, d.BatchSize, d.CachePrompts)
 		ll = func(ps, rs [][]int64) ([]float64, error) {

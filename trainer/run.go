@@ -38,6 +38,8 @@ type run struct {
 	adam    *models.AdamW
 	sched   Schedule
 	policy  *models.CausalLM
+	// toyPolicy is the toy tasks' built-in policy (policy_model: toy).
+	toyPolicy decomposition.LogLikFunc
 
 	// The data: training pairs, held-out pairs, a toy task's
 	// shortcut-breaking split, and the prompts the decomposition draws.

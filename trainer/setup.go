@@ -40,7 +40,12 @@ func (r *run) setup() error {
 	if err := r.loadModel(); err != nil {
 		return err
 	}
-	if d := c.Decomposition; d.Weights == configs.WeightsPolicy {
+	if d := c.Decomposition; d.Weights == configs.WeightsPolicy && d.PolicyModel == configs.ToyPolicy {
+		if r.source.Kind != configs.SourceToy {
+			return fmt.Errorf("decomposition.policy_model: %s is the toy tasks' policy; data.train is not a toy task", configs.ToyPolicy)
+		}
+		r.toyPolicy = data.ToyPolicy(r.model.Config.VocabSize)
+	} else if d.Weights == configs.WeightsPolicy {
 		if r.policy, err = models.LoadCausalLM(d.PolicyModel, r.device); err != nil {
 			return fmt.Errorf("decomposition.policy_model: %w", err)
 		}
@@ -198,6 +203,13 @@ func (r *run) loadData() error {
 		}
 	} else {
 		r.train, r.eval = data.Split(pairs, c.EvalFraction, uint64(r.cfg.Run.Seed))
+	}
+	if f := r.cfg.Train.PromptSwapTies; f > 0 {
+		n := len(r.train)
+		if r.train, err = data.SwapTies(r.train, f, uint64(r.cfg.Run.Seed)); err != nil {
+			return fmt.Errorf("train.prompt_swap_ties: %w", err)
+		}
+		r.log.Info("prompt-swapped tie pairs added", "pairs", len(r.train)-n, "fraction", f)
 	}
 	var dropped, truncated, ed, et int
 	r.train, dropped, truncated = data.Fit(r.train, c.MaxLength, data.Truncation(c.Truncation))

@@ -123,7 +123,7 @@ func (sp *spec) tokenizerDir() string {
 
 // runOutputs are what a run writes below its folder: replaced, pruned or
 // appended to as the run goes.
-var runOutputs = []string{"model", "adapter", "checkpoints", "decomposition", "metrics.jsonl", "config.yaml", "run.log"}
+var runOutputs = []string{"model", "adapter", "checkpoints", "decomposition", "metrics.jsonl", "config.yaml", "run.log", "curves.png", "tensorboard"}
 
 // checkOverlap refuses a run whose outputs would overwrite or prune one of
 // its inputs (a base model at run.dir/model is replaced by the trained one

@@ -23,7 +23,7 @@ func (r *run) step() (s StepInfo, err error) {
 	n := len(idx)
 	r.poisoned = r.opt.FailNonFinite != nil && r.opt.FailNonFinite(r.state.Step+1)
 	first, last := shard(n, r.comm.Rank(), r.world())
-	var correct int
+	var correct, prefs int
 	for lo := first; lo < last; lo += c.MicroBatch() {
 		hi := min(lo+c.MicroBatch(), last)
 		st, tokens, err := r.microBatch(idx[lo:hi], float64(hi-lo)/float64(n))
@@ -31,18 +31,22 @@ func (r *run) step() (s StepInfo, err error) {
 			return s, err
 		}
 		s.Loss += st.Loss
-		correct += st.Correct
+		correct, prefs = correct+st.Correct, prefs+st.Preferences
 		s.Tokens += tokens
 	}
 	if s.AllReduceSeconds, err = r.adam.AllReduceGrads(r.comm); err != nil {
 		return s, err
 	}
-	tot, err := r.sumAcross([]float64{s.Loss, float64(correct), float64(s.Tokens)})
+	tot, err := r.sumAcross([]float64{s.Loss, float64(correct), float64(s.Tokens), float64(prefs)})
 	if err != nil {
 		return s, err
 	}
-	s.Loss, correct, s.Tokens = tot[0], int(tot[1]), int64(tot[2])
-	s.Accuracy = float64(correct) / float64(n)
+	s.Loss, correct, s.Tokens, prefs = tot[0], int(tot[1]), int64(tot[2]), int(tot[3])
+	// Accuracy over the pairs with a preference (tie pairs have none).
+	s.Accuracy = math.NaN()
+	if prefs > 0 {
+		s.Accuracy = float64(correct) / float64(prefs)
+	}
 	s.LR = r.sched.LR(r.state.Step)
 	if s.GradNorm, err = r.adam.GradNorm(); err != nil {
 		return s, err
@@ -77,6 +81,14 @@ func (r *run) microBatch(idx []int, weight float64) (models.PairStats, int64, er
 		pairs[k] = r.train[i]
 	}
 	loss := models.PairLoss{Weight: weight, CenterCoef: r.cfg.Train.CenterRewardsCoef, Poison: r.poisoned}
+	for k, p := range pairs {
+		if p.Tie {
+			if loss.Ties == nil {
+				loss.Ties = make([]bool, len(pairs))
+			}
+			loss.Ties[k] = true
+		}
+	}
 	if r.cfg.Train.UseMargin {
 		loss.Margins = make([]float32, len(pairs))
 		for k, p := range pairs {

@@ -93,8 +93,11 @@ type Result struct {
 	// AdapterDir holds the LoRA adapters and the score head (LoRA runs).
 	AdapterDir string
 	Eval       *analysis.Metrics
-	// Test is the shortcut-breaking split of a toy task.
-	Test *analysis.Metrics
+	// Test is the shortcut-breaking split of a toy task, and SwapSurvival
+	// the share of its pairs whose preference survives another test
+	// pair's prompt (analysis.SwapSurvival).
+	Test         *analysis.Metrics
+	SwapSurvival float64
 	// TagShareBefore and TagShareAfter are the share of training pairs
 	// with a positive prompt-free gap that carry the plot tag "true", at
 	// the first recompute (-1 when there was none) and at the end; Analysis

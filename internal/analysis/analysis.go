@@ -9,6 +9,8 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 
 	"prism/data"
 	"prism/decomposition"
@@ -132,4 +134,36 @@ func softplus(x float64) float64 {
 // of the two responses, without it uniformly.
 func EstimatePairs(pairs []data.Pair, prompts [][]int64, opt decomposition.Options, score decomposition.PrefixScoreFunc, loglik decomposition.LogLikFunc) ([]decomposition.PairEstimate, decomposition.Stats, error) {
 	return decomposition.EstimateAll(decomposition.Views(pairs), prompts, opt, score, loglik)
+}
+
+// SwapSurvival is the prompt-swap probe: the share of pairs still ranked
+// as their label says when both responses are scored under another
+// pair's prompt (drawn with seed, a different text) instead of their own.
+// A model that ignores the prompt keeps every preference (1); one that
+// reads it loses those that depended on the prompt.
+func SwapSurvival(score ScoreFunc, pairs []data.Pair, seed uint64) (float64, error) {
+	rng := rand.New(rand.NewPCG(seed, 0x5ee9))
+	var seqs [][]int64
+	for i, p := range pairs {
+		j := i
+		for try := 0; try < 32 && (j == i || slices.Equal(pairs[j].Prompt, p.Prompt)); try++ {
+			j = rng.IntN(len(pairs))
+		}
+		if j == i || slices.Equal(pairs[j].Prompt, p.Prompt) {
+			return 0, fmt.Errorf("prompt-swap probe: pair %d has no other prompt to swap in", p.ID)
+		}
+		x := pairs[j].Prompt
+		seqs = append(seqs, append(append([]int64{}, x...), p.Chosen...), append(append([]int64{}, x...), p.Rejected...))
+	}
+	r, err := score(seqs)
+	if err != nil {
+		return 0, err
+	}
+	kept := 0
+	for i := range pairs {
+		if r[2*i] > r[2*i+1] {
+			kept++
+		}
+	}
+	return float64(kept) / float64(len(pairs)), nil
 }

@@ -88,3 +88,40 @@ func TestPromptCacheKeepsEstimates(t *testing.T) {
 		})
 	}
 }
+
+// TestSwapSurvival: a model that ignores the prompt keeps every
+// preference it had under a swapped prompt; one that only rewards a
+// response matching its prompt keeps none.
+func TestSwapSurvival(t *testing.T) {
+	var pairs []data.Pair
+	for i := range 40 {
+		x := int64(10 + i%5)
+		pairs = append(pairs, data.Pair{ID: i, Prompt: []int64{x, int64(i)}, Chosen: []int64{x, 1, 1}, Rejected: []int64{x + 1, 1}})
+	}
+	blind := func(seqs [][]int64) ([]float64, error) {
+		out := make([]float64, len(seqs))
+		for i, s := range seqs {
+			out[i] = float64(len(s))
+		}
+		return out, nil
+	}
+	reads := func(seqs [][]int64) ([]float64, error) {
+		out := make([]float64, len(seqs))
+		for i, s := range seqs {
+			if s[2] == s[0] { // the response's first token answers the prompt
+				out[i] = 1
+			}
+		}
+		return out, nil
+	}
+	if s, err := SwapSurvival(blind, pairs, 1); err != nil || s != 1 {
+		t.Errorf("prompt-blind: %v %v, want 1", s, err)
+	}
+	s, err := SwapSurvival(reads, pairs, 1)
+	if err != nil || s > 0.3 {
+		t.Errorf("prompt-reading: %v %v, want about 1/5 (the swapped prompt shares the topic)", s, err)
+	}
+	if _, err := SwapSurvival(blind, pairs[:1], 1); err == nil {
+		t.Error("one pair: no prompt to swap in, yet no error")
+	}
+}
