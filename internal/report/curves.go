@@ -215,7 +215,7 @@ func WriteCurves(path string, runs []*Curves) error {
 				p50.add(g.Step, g.P50)
 				p90.add(g.Step, g.P90)
 			}
-			return []line{{s: p50, points: true}, {s: p10, dashed: true}, {s: p90, dashed: true}}
+			return []line{{s: p50, points: true, label: "median"}, {s: p10, dashed: true, label: "10th and 90th percentiles"}, {s: p90, dashed: true}}
 		}},
 	}
 	const cols = 3
@@ -232,11 +232,16 @@ func WriteCurves(path string, runs []*Curves) error {
 				if len(l.s.Step) == 0 {
 					continue
 				}
-				label := c.Name
-				if len(runs) == 1 {
-					label = l.label
-				} else if l.label != "" && j > 0 {
-					label = c.Name + " " + l.label
+				// One run: the lines' own labels; several: each run's
+				// first line by the run's name, the others by both.
+				label := l.label
+				if len(runs) > 1 {
+					switch {
+					case j == 0:
+						label = c.Name
+					case l.label != "":
+						label = c.Name + " " + l.label
+					}
 				}
 				if err := l.draw(pl, col, label); err != nil {
 					return err
