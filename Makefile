@@ -77,6 +77,13 @@ demo: build
 	rm -rf runs/demo
 	bin/prism compare --config experiments/toy/length-bias.yaml --seeds 1 --out runs/demo
 
+# The toy study (scripts/toy-study.sh): 20 paired seeds of vanilla,
+# prioritised and prompt-swap training on each toy task, then ablations of
+# the prioritised arm; resumable. About an hour on 2 cores.
+.PHONY: toy-study
+toy-study: build
+	./scripts/toy-study.sh
+
 # Crash test of resuming (tiny CPU runs, 2-3 minutes on 2 cores): for
 # vanilla and prioritised training, SIGKILLs the trainer 10 times at random
 # moments (3 or more mid-checkpoint, the last one mid-save), resumes with
