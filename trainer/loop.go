@@ -11,6 +11,7 @@ import (
 	"prism/internal/report"
 	"prism/internal/torch"
 	"prism/models"
+	"prism/trainer/checkpoint"
 )
 
 // loop runs optimizer steps until the schedule ends or ctx is cancelled.
@@ -173,6 +174,11 @@ func (r *run) finish(interrupted bool) (*Result, error) {
 	}
 	if err := r.saveModel(res); err != nil {
 		return nil, err
+	}
+	if r.lead() {
+		// What a crash during this end left (a half-drawn curves.png of a
+		// start that died here) goes; nothing is being written now.
+		checkpoint.RemoveLeftovers(r.cfg.Run.Dir)
 	}
 	return res, nil
 }

@@ -330,11 +330,12 @@ func Prune(runDir string, keep int) error {
 // leftoverPatterns name, folder by folder, the temporary files and folders
 // of the run folder's atomic writes: fsutil's ".NAME.tmp-*" (and ".old"
 // for a replaced folder) for checkpoints, the final model, the rewritten
-// metrics and config and the decomposition tables, report's ".plot-*.png"
-// for plots, and openRunDir's write probe. A crash leaves them; nothing
-// reads them.
+// metrics and config, the decomposition tables and the comparison's
+// per-run results, report's ".plot-*.png" for plots (curves.png in the
+// run folder, quadrant plots in decomposition/), and openRunDir's write
+// probe. A crash leaves them; nothing reads them.
 var leftoverPatterns = map[string][]string{
-	"":              {".model.tmp-*", ".metrics.jsonl.tmp-*", ".config.yaml.tmp-*", ".write-test"},
+	"":              {".model.tmp-*", ".metrics.jsonl.tmp-*", ".config.yaml.tmp-*", ".write-test", ".plot-*.png", ".compare-*.json.tmp-*"},
 	Dir:             {"." + Prefix + "*"},
 	"decomposition": {".*.tmp-*", ".plot-*.png"},
 }

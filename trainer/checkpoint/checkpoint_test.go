@@ -27,6 +27,9 @@ func TestPruneRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 		".write-test":                                       false,
 		"decomposition/.step-00000030.csv.tmp-5":            false,
 		"decomposition/.plot-123.png":                       false,
+		".plot-456.png":                                     false,
+		".compare-result.json.tmp-3":                        false,
+		"curves.png":                                        true,
 		"decomposition/step-00000030.csv":                   true,
 		"decomposition/final.png":                           true,
 		"model/model.safetensors":                           true,
@@ -69,7 +72,7 @@ func TestPruneRemovesLeftoversOfInterruptedWrites(t *testing.T) {
 		}
 	}
 	slices.Sort(left)
-	want := []string{".notes", "checkpoints", "checkpoints/step-00000008", "checkpoints/step-00000012", "config.yaml",
+	want := []string{".notes", "checkpoints", "checkpoints/step-00000008", "checkpoints/step-00000012", "config.yaml", "curves.png",
 		"decomposition", "decomposition/.notes", "decomposition/final.png", "decomposition/step-00000030.csv", "metrics.jsonl", "model", "run.log"}
 	if !slices.Equal(left, want) {
 		t.Errorf("left after pruning:\n%q\nwant\n%q", left, want)
