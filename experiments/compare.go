@@ -38,6 +38,11 @@ type Arm struct {
 	SwapTies    float64
 }
 
+// apply sets c's keys that make it this arm.
+func (a Arm) apply(c *configs.Config) {
+	c.Decomposition.Enabled, c.Train.PromptSwapTies = a.Prioritised, a.SwapTies
+}
+
 // Arms are the two settings compared by default; the first is the
 // control every other arm is paired with.
 var Arms = []Arm{{Name: "vanilla"}, {Name: "prioritised", Prioritised: true}}
@@ -176,7 +181,7 @@ func Compare(ctx context.Context, o Options) (*Summary, error) {
 		}
 		for _, arm := range o.Arms {
 			a := *c
-			a.Decomposition.Enabled, a.Train.PromptSwapTies = arm.Prioritised, arm.SwapTies
+			arm.apply(&a)
 			if err := a.Validate(); err != nil {
 				return nil, fmt.Errorf("%s, arm %s: %w", settingName(s.name), arm.Name, err)
 			}
@@ -190,8 +195,7 @@ func Compare(ctx context.Context, o Options) (*Summary, error) {
 				c := *cfgs[i]
 				c.Run.Seed = seed
 				c.Run.Dir = filepath.Join(s.dir, fmt.Sprintf("seed-%d", seed), arm.Name)
-				c.Decomposition.Enabled = arm.Prioritised
-				c.Train.PromptSwapTies = arm.SwapTies
+				arm.apply(&c)
 				key, err := identity(&c)
 				if err != nil {
 					return nil, err

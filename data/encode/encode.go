@@ -69,7 +69,7 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 			out.Tags[k] = v
 		}
 	}
-	if out.Prompt, err = e.ids(prompt); err != nil {
+	if out.Prompt, err = e.Text(prompt); err != nil {
 		return data.Pair{}, err
 	}
 	for _, side := range []struct {
@@ -85,7 +85,7 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 		if !ok {
 			return data.Pair{}, fmt.Errorf("%s: the rendered conversation does not start with the rendered prompt, so the prompt/response boundary is lost", side.name)
 		}
-		if *side.dst, err = e.ids(resp); err != nil {
+		if *side.dst, err = e.Text(resp); err != nil {
 			return data.Pair{}, err
 		}
 		if len(*side.dst) == 0 {
@@ -101,7 +101,9 @@ func (e *Encoder) Pair(p data.TextPair) (data.Pair, error) {
 	return out, nil
 }
 
-func (e *Encoder) ids(text string) ([]int64, error) {
+// Text tokenises text as it is: special tokens written in it are
+// recognised, none are added (rendered chat templates already hold BOS).
+func (e *Encoder) Text(text string) ([]int64, error) {
 	ids, err := e.Tok.Encode(text, false)
 	if err != nil {
 		if e.dir != "" {
@@ -230,7 +232,7 @@ func (e *Encoder) Conversation(msgs []data.Message) ([]int64, error) {
 	if err != nil {
 		return nil, templateErr("chat template", err)
 	}
-	return e.ids(text)
+	return e.Text(text)
 }
 
 // templateErr puts context on a rendering error; a limit error already

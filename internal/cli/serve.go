@@ -159,17 +159,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions, stdout io.Writer)
 // template.
 type textEncoder struct{ e *encode.Encoder }
 
-func (t textEncoder) Text(s string) ([]int64, error) {
-	ids, err := t.e.Tok.Encode(s, false)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int64, len(ids))
-	for i, id := range ids {
-		out[i] = int64(id)
-	}
-	return out, nil
-}
+func (t textEncoder) Text(s string) ([]int64, error) { return t.e.Text(s) }
 
 func (t textEncoder) Row(raw []byte) ([]int64, error) {
 	return encode.Row(raw, func() (*encode.Encoder, error) { return t.e, nil })
